@@ -1,0 +1,21 @@
+//! One module per command; each exposes its clap arguments and a `run` function.
+
+pub mod bench;
+pub mod catalog;
+pub mod demo;
+pub mod respond;
+pub mod serve;
+pub mod stats;
+
+/// Exit status: 2 for bad user input (files, arguments), 1 for everything else.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let is_user_error = err.chain().any(|cause| {
+        cause.downcast_ref::<ethos_core::RecordError>().is_some()
+            || cause.downcast_ref::<ethos_llm::SpecError>().is_some()
+    });
+    if is_user_error {
+        2
+    } else {
+        1
+    }
+}

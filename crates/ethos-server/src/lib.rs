@@ -1,0 +1,1 @@
+//! ethos-server: OpenAI-compatible HTTP server.
