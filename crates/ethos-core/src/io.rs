@@ -455,7 +455,8 @@ mod tests {
 
     #[test]
     fn non_utf8_names_line() {
-        let err = first_error::<ItemScore>(b"{\"benchmark\":\"b\",\"item\":\"1\",\"score\":1}\n{\"benchmark\":\"\xff\"}\n");
+        let err =
+            first_error::<ItemScore>(b"{\"benchmark\":\"b\",\"item\":\"1\",\"score\":1}\n{\"benchmark\":\"\xff\"}\n");
         assert_eq!(err.kind, RecordErrorKind::NotUtf8);
         assert_eq!(err.line, Some(2));
     }
@@ -470,8 +471,7 @@ mod tests {
     fn skip_invalid_counts_and_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, "a.jsonl", b"{\"benchmark\":\"b\",\"item\":\"1\",\"score\":1}\nnope\n{\"benchmark\":\"b\",\"item\":\"2\",\"score\":0}\n");
-        let outcome =
-            read_jsonl::<ItemScore>(&path, ReadOptions { skip_invalid: true, allow_empty: false }).unwrap();
+        let outcome = read_jsonl::<ItemScore>(&path, ReadOptions { skip_invalid: true, allow_empty: false }).unwrap();
         assert_eq!(outcome.records.len(), 2);
         assert_eq!(outcome.skipped.len(), 1);
         assert_eq!(outcome.skipped[0].line, Some(2));

@@ -36,9 +36,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::spec::ModelSpec;
-use crate::types::{
-    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, LlmError,
-};
+use crate::types::{ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, LlmError};
 
 /// Version of the key derivation and stored JSON; part of every key, so a change never reads stale entries.
 pub const CACHE_FORMAT_VERSION: u32 = 1;
@@ -74,21 +72,13 @@ pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
     /// Derives the key of `request` sent to the backend named `identity`.
-    pub fn new<T: Serialize + ?Sized>(
-        identity: &str,
-        kind: RequestKind,
-        request: &T,
-    ) -> Result<CacheKey, LlmError> {
-        let value = serde_json::to_value(request)
-            .map_err(|err| LlmError::Cache(format!("encode request: {err}")))?;
+    pub fn new<T: Serialize + ?Sized>(identity: &str, kind: RequestKind, request: &T) -> Result<CacheKey, LlmError> {
+        let value = serde_json::to_value(request).map_err(|err| LlmError::Cache(format!("encode request: {err}")))?;
         let mut canonical = String::new();
         write_canonical_json(&value, &mut canonical);
         let mut hasher = Sha256::new();
         // Length prefixes keep the parts from running into each other.
-        for part in [
-            format!("ethos-request-cache/v{CACHE_FORMAT_VERSION}"),
-            identity.to_string(),
-        ] {
+        for part in [format!("ethos-request-cache/v{CACHE_FORMAT_VERSION}"), identity.to_string()] {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
         }
@@ -131,33 +121,21 @@ impl RequestCache {
     /// Opens or creates the cache file (and its parent directory).
     pub fn open(path: impl AsRef<Path>) -> Result<RequestCache, LlmError> {
         let path = path.as_ref().to_path_buf();
-        let fail = |what: &str, err: &dyn fmt::Display| {
-            LlmError::Cache(format!("{}: {what}: {err}", path.display()))
-        };
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
+        let fail = |what: &str, err: &dyn fmt::Display| LlmError::Cache(format!("{}: {what}: {err}", path.display()));
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|err| fail("create directory", &err))?;
         }
         let mut connection = Connection::open(&path).map_err(|err| fail("open", &err))?;
         // The busy timeout goes first: switching to WAL and creating tables can meet another process doing the same.
-        connection
-            .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|err| fail("set busy timeout", &err))?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(|err| fail("set busy timeout", &err))?;
         let journal_mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(|err| fail("enable WAL", &err))?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
-            return Err(fail(
-                "enable WAL",
-                &format!("journal mode stayed `{journal_mode}`"),
-            ));
+            return Err(fail("enable WAL", &format!("journal mode stayed `{journal_mode}`")));
         }
         // In WAL mode NORMAL loses no committed transaction when a process dies, only on power loss.
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|err| fail("set synchronous", &err))?;
+        connection.pragma_update(None, "synchronous", "NORMAL").map_err(|err| fail("set synchronous", &err))?;
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|err| fail("create tables", &err))?;
@@ -179,15 +157,9 @@ impl RequestCache {
             )
             .map_err(|err| fail("write format version", &err))?;
         let format_version: String = transaction
-            .query_row(
-                "SELECT value FROM cache_meta WHERE name = 'format_version'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row("SELECT value FROM cache_meta WHERE name = 'format_version'", [], |row| row.get(0))
             .map_err(|err| fail("read format version", &err))?;
-        transaction
-            .commit()
-            .map_err(|err| fail("create tables", &err))?;
+        transaction.commit().map_err(|err| fail("create tables", &err))?;
         if format_version != CACHE_FORMAT_VERSION.to_string() {
             return Err(fail(
                 "format version",
@@ -196,10 +168,7 @@ impl RequestCache {
                 ),
             ));
         }
-        Ok(RequestCache {
-            connection: Arc::new(Mutex::new(connection)),
-            path,
-        })
+        Ok(RequestCache { connection: Arc::new(Mutex::new(connection)), path })
     }
 
     /// The cache file.
@@ -210,11 +179,7 @@ impl RequestCache {
     /// The stored response of `key`, if any. An entry that no longer decodes as `T` counts as absent.
     pub fn lookup<T: DeserializeOwned>(&self, key: &CacheKey) -> Result<Option<T>, LlmError> {
         let raw = self.lookup_raw(std::slice::from_ref(key))?;
-        Ok(raw
-            .into_iter()
-            .next()
-            .flatten()
-            .and_then(|json| decode_entry(key, &json)))
+        Ok(raw.into_iter().next().flatten().and_then(|json| decode_entry(key, &json)))
     }
 
     /// Stores `response` under `key`, replacing an older entry.
@@ -224,8 +189,7 @@ impl RequestCache {
         kind: RequestKind,
         response: &T,
     ) -> Result<(), LlmError> {
-        let json = serde_json::to_string(response)
-            .map_err(|err| LlmError::Cache(format!("encode response: {err}")))?;
+        let json = serde_json::to_string(response).map_err(|err| LlmError::Cache(format!("encode response: {err}")))?;
         self.store_raw(kind, &[(*key, json)])
     }
 
@@ -241,9 +205,7 @@ impl RequestCache {
     /// The stored JSON of each key, in one read transaction.
     fn lookup_raw(&self, keys: &[CacheKey]) -> Result<Vec<Option<String>>, LlmError> {
         let mut connection = self.lock();
-        let transaction = connection
-            .transaction()
-            .map_err(|err| self.error("read", &err))?;
+        let transaction = connection.transaction().map_err(|err| self.error("read", &err))?;
         let mut jsons = Vec::with_capacity(keys.len());
         {
             let mut statement = transaction
@@ -257,9 +219,7 @@ impl RequestCache {
                 jsons.push(json);
             }
         }
-        transaction
-            .commit()
-            .map_err(|err| self.error("read", &err))?;
+        transaction.commit().map_err(|err| self.error("read", &err))?;
         Ok(jsons)
     }
 
@@ -268,9 +228,7 @@ impl RequestCache {
         if entries.is_empty() {
             return Ok(());
         }
-        let created_unix_s = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs() as i64);
+        let created_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64);
         let mut connection = self.lock();
         // IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a deadlock error.
         let transaction = connection
@@ -288,16 +246,12 @@ impl RequestCache {
                     .map_err(|err| self.error("write", &err))?;
             }
         }
-        transaction
-            .commit()
-            .map_err(|err| self.error("write", &err))
+        transaction.commit().map_err(|err| self.error("write", &err))
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open (dropping one rolls it back).
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn error(&self, what: &str, err: &rusqlite::Error) -> LlmError {
@@ -307,9 +261,7 @@ impl RequestCache {
 
 impl fmt::Debug for RequestCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestCache")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("RequestCache").field("path", &self.path).finish()
     }
 }
 
@@ -335,21 +287,12 @@ impl<M: ChatModel + ?Sized> CachedModel<M> {
     /// Wraps `inner`; its identity is read once here and keys every entry.
     pub fn new(inner: Arc<M>, cache: RequestCache) -> CachedModel<M> {
         let identity = inner.identity();
-        CachedModel {
-            inner,
-            cache,
-            identity,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
+        CachedModel { inner, cache, identity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     /// Hits and misses so far.
     pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-        }
+        CacheStats { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed) }
     }
 
     /// The wrapped model.
@@ -362,54 +305,32 @@ impl<M: ChatModel + ?Sized> CachedModel<M> {
         &self.cache
     }
 
-    async fn lookup_many<T: DeserializeOwned>(
-        &self,
-        keys: Vec<CacheKey>,
-    ) -> Result<Vec<Option<T>>, LlmError> {
+    async fn lookup_many<T: DeserializeOwned>(&self, keys: Vec<CacheKey>) -> Result<Vec<Option<T>>, LlmError> {
         let cache = self.cache.clone();
         let lookup_keys = keys.clone();
         let jsons = run_blocking(move || cache.lookup_raw(&lookup_keys)).await??;
-        Ok(keys
-            .iter()
-            .zip(jsons)
-            .map(|(key, json)| json.and_then(|json| decode_entry(key, &json)))
-            .collect())
+        Ok(keys.iter().zip(jsons).map(|(key, json)| json.and_then(|json| decode_entry(key, &json))).collect())
     }
 
-    async fn store_many<T: Serialize>(
-        &self,
-        kind: RequestKind,
-        entries: &[(CacheKey, &T)],
-    ) -> Result<(), LlmError> {
+    async fn store_many<T: Serialize>(&self, kind: RequestKind, entries: &[(CacheKey, &T)]) -> Result<(), LlmError> {
         let mut encoded = Vec::with_capacity(entries.len());
         for (key, response) in entries {
-            let json = serde_json::to_string(response)
-                .map_err(|err| LlmError::Cache(format!("encode response: {err}")))?;
+            let json =
+                serde_json::to_string(response).map_err(|err| LlmError::Cache(format!("encode response: {err}")))?;
             encoded.push((*key, json));
         }
         let cache = self.cache.clone();
         run_blocking(move || cache.store_raw(kind, &encoded)).await?
     }
 
-    async fn cached_call<Req, Resp, Call>(
-        &self,
-        kind: RequestKind,
-        request: &Req,
-        call: Call,
-    ) -> Result<Resp, LlmError>
+    async fn cached_call<Req, Resp, Call>(&self, kind: RequestKind, request: &Req, call: Call) -> Result<Resp, LlmError>
     where
         Req: Serialize + Sync,
         Resp: Serialize + DeserializeOwned + Send,
         Call: std::future::Future<Output = Result<Resp, LlmError>> + Send,
     {
         let key = CacheKey::new(&self.identity, kind, request)?;
-        if let Some(hit) = self
-            .lookup_many(vec![key])
-            .await?
-            .into_iter()
-            .next()
-            .flatten()
-        {
+        if let Some(hit) = self.lookup_many(vec![key]).await?.into_iter().next().flatten() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
@@ -442,15 +363,13 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedModel<M> {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.cached_call(RequestKind::Chat, request, self.inner.chat(request))
-            .await
+        self.cached_call(RequestKind::Chat, request, self.inner.chat(request)).await
     }
 
     /// Looks every request up, forwards the misses to the inner model's `chat_batch` in one call (an identical
     /// request appearing twice is forwarded once), and stores the successes in one transaction.
     async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
-        let mut results: Vec<Option<Result<ChatResponse, LlmError>>> =
-            Vec::with_capacity(requests.len());
+        let mut results: Vec<Option<Result<ChatResponse, LlmError>>> = Vec::with_capacity(requests.len());
         let mut keys = Vec::with_capacity(requests.len());
         for request in requests {
             match CacheKey::new(&self.identity, RequestKind::Chat, request) {
@@ -469,18 +388,14 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedModel<M> {
             Ok(found) => found,
             Err(err) => {
                 let message = cache_message(err);
-                return requests
-                    .iter()
-                    .map(|_| Err(LlmError::Cache(message.clone())))
-                    .collect();
+                return requests.iter().map(|_| Err(LlmError::Cache(message.clone()))).collect();
             }
         };
         let mut found = found.into_iter();
         // Misses in first-seen order; `forwarded_idx` maps a key to its position among them.
         let mut miss_requests = Vec::new();
         let mut miss_keys = Vec::new();
-        let mut forwarded_idx: std::collections::HashMap<CacheKey, usize> =
-            std::collections::HashMap::new();
+        let mut forwarded_idx: std::collections::HashMap<CacheKey, usize> = std::collections::HashMap::new();
         let mut pending: Vec<(usize, usize)> = Vec::new();
         for (request_idx, key) in keys.iter().enumerate() {
             let Some(key) = key else { continue };
@@ -508,23 +423,15 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedModel<M> {
             let n_answers = answers.len();
             if n_answers != miss_requests.len() {
                 answers.truncate(miss_requests.len());
-                let message = format!(
-                    "backend returned {n_answers} results for {} requests",
-                    miss_requests.len()
-                );
-                answers.resize_with(miss_requests.len(), || {
-                    Err(LlmError::Inference(message.clone()))
-                });
+                let message = format!("backend returned {n_answers} results for {} requests", miss_requests.len());
+                answers.resize_with(miss_requests.len(), || Err(LlmError::Inference(message.clone())));
             }
             let successes: Vec<(CacheKey, &ChatResponse)> = miss_keys
                 .iter()
                 .zip(&answers)
                 .filter_map(|(key, answer)| answer.as_ref().ok().map(|response| (*key, response)))
                 .collect();
-            let stored = self
-                .store_many(RequestKind::Chat, &successes)
-                .await
-                .map_err(cache_message);
+            let stored = self.store_many(RequestKind::Chat, &successes).await.map_err(cache_message);
             for (request_idx, miss_idx) in pending {
                 results[request_idx] = Some(match (&answers[miss_idx], &stored) {
                     (Ok(response), Ok(())) => Ok(response.clone()),
@@ -536,11 +443,7 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedModel<M> {
         results
             .into_iter()
             .map(|result| {
-                result.unwrap_or_else(|| {
-                    Err(LlmError::Cache(
-                        "request was neither looked up nor sent".into(),
-                    ))
-                })
+                result.unwrap_or_else(|| Err(LlmError::Cache("request was neither looked up nor sent".into())))
             })
             .collect()
     }
@@ -549,12 +452,7 @@ impl<M: ChatModel + ?Sized> ChatModel for CachedModel<M> {
         &self,
         request: &ContinuationRequest,
     ) -> Result<Vec<ContinuationLogprobs>, LlmError> {
-        self.cached_call(
-            RequestKind::Continuation,
-            request,
-            self.inner.continuation_logprobs(request),
-        )
-        .await
+        self.cached_call(RequestKind::Continuation, request, self.inner.continuation_logprobs(request)).await
     }
 }
 
@@ -611,27 +509,17 @@ fn decode_entry<T: DeserializeOwned>(key: &CacheKey, json: &str) -> Option<T> {
 /// variants callers branch on (transient or not, unsupported) and the message of the rest.
 fn copy_error(err: &LlmError) -> LlmError {
     match err {
-        LlmError::Http { status, url, body } => LlmError::Http {
-            status: *status,
-            url: url.clone(),
-            body: body.clone(),
-        },
-        LlmError::Timeout { url, timeout } => LlmError::Timeout {
-            url: url.clone(),
-            timeout: *timeout,
-        },
-        LlmError::Connect { url, message } => LlmError::Connect {
-            url: url.clone(),
-            message: message.clone(),
-        },
-        LlmError::InvalidResponse { url, message } => LlmError::InvalidResponse {
-            url: url.clone(),
-            message: message.clone(),
-        },
-        LlmError::RetriesExhausted { attempts, last } => LlmError::RetriesExhausted {
-            attempts: *attempts,
-            last: Box::new(copy_error(last)),
-        },
+        LlmError::Http { status, url, body } => {
+            LlmError::Http { status: *status, url: url.clone(), body: body.clone() }
+        }
+        LlmError::Timeout { url, timeout } => LlmError::Timeout { url: url.clone(), timeout: *timeout },
+        LlmError::Connect { url, message } => LlmError::Connect { url: url.clone(), message: message.clone() },
+        LlmError::InvalidResponse { url, message } => {
+            LlmError::InvalidResponse { url: url.clone(), message: message.clone() }
+        }
+        LlmError::RetriesExhausted { attempts, last } => {
+            LlmError::RetriesExhausted { attempts: *attempts, last: Box::new(copy_error(last)) }
+        }
         LlmError::Unsupported(message) => LlmError::Unsupported(message.clone()),
         LlmError::Cache(message) => LlmError::Cache(message.clone()),
         LlmError::Tokenizer(message) => LlmError::Tokenizer(message.clone()),
@@ -646,10 +534,9 @@ where
     F: FnOnce() -> R + Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(work)
-            .await
-            .map_err(|err| LlmError::Cache(format!("cache task failed: {err}"))),
+        Ok(handle) => {
+            handle.spawn_blocking(work).await.map_err(|err| LlmError::Cache(format!("cache task failed: {err}")))
+        }
         Err(_) => Ok(work()),
     }
 }
@@ -665,44 +552,20 @@ mod tests {
             write_canonical_json(&value, &mut out);
             assert_eq!(out, expect);
         };
-        check(
-            serde_json::json!({"b": 1, "a": [true, null, "x\"y"]}),
-            r#"{"a":[true,null,"x\"y"],"b":1}"#,
-        );
-        check(
-            serde_json::json!({"z": {"d": 0.5, "c": {}}}),
-            r#"{"z":{"c":{},"d":0.5}}"#,
-        );
+        check(serde_json::json!({"b": 1, "a": [true, null, "x\"y"]}), r#"{"a":[true,null,"x\"y"],"b":1}"#);
+        check(serde_json::json!({"z": {"d": 0.5, "c": {}}}), r#"{"z":{"c":{},"d":0.5}}"#);
     }
 
     #[test]
     fn keys_separate_identity_kind_and_request() {
         let key = |identity: &str, kind: RequestKind, request: serde_json::Value| {
-            CacheKey::new(identity, kind, &request)
-                .map(|key| key.to_hex())
-                .unwrap_or_default()
+            CacheKey::new(identity, kind, &request).map(|key| key.to_hex()).unwrap_or_default()
         };
         let base = key("m", RequestKind::Chat, serde_json::json!({"a": 1, "b": 2}));
         assert_eq!(base.len(), 64);
-        assert_eq!(
-            base,
-            key("m", RequestKind::Chat, serde_json::json!({"b": 2, "a": 1}))
-        );
-        assert_ne!(
-            base,
-            key("m2", RequestKind::Chat, serde_json::json!({"a": 1, "b": 2}))
-        );
-        assert_ne!(
-            base,
-            key(
-                "m",
-                RequestKind::Continuation,
-                serde_json::json!({"a": 1, "b": 2})
-            )
-        );
-        assert_ne!(
-            base,
-            key("m", RequestKind::Chat, serde_json::json!({"a": 1, "b": 3}))
-        );
+        assert_eq!(base, key("m", RequestKind::Chat, serde_json::json!({"b": 2, "a": 1})));
+        assert_ne!(base, key("m2", RequestKind::Chat, serde_json::json!({"a": 1, "b": 2})));
+        assert_ne!(base, key("m", RequestKind::Continuation, serde_json::json!({"a": 1, "b": 2})));
+        assert_ne!(base, key("m", RequestKind::Chat, serde_json::json!({"a": 1, "b": 3})));
     }
 }

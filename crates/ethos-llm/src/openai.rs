@@ -41,8 +41,7 @@ use tokio::sync::Semaphore;
 
 use crate::spec::{ModelSpec, SpecError};
 use crate::types::{
-    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, Generation,
-    LlmError, TokenLogprob,
+    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, Generation, LlmError, TokenLogprob,
 };
 
 /// The environment variable holding the API key unless [`OpenAiConfig::api_key_env`] names another.
@@ -138,17 +137,10 @@ impl OpenAiModel {
     /// Fails when the spec is not an `openai:` spec, the config is unusable (zero concurrency) or the key cannot
     /// be sent as an HTTP header.
     pub fn new(spec: ModelSpec, config: OpenAiConfig) -> Result<OpenAiModel, LlmError> {
-        let invalid = |reason: String| {
-            LlmError::Spec(SpecError {
-                spec: spec.to_string(),
-                reason,
-            })
-        };
+        let invalid = |reason: String| LlmError::Spec(SpecError { spec: spec.to_string(), reason });
         let (base_urls, model) = match &spec {
             ModelSpec::OpenAi { base_urls, model } => (base_urls.clone(), model.clone()),
-            ModelSpec::Embedded { .. } => {
-                return Err(invalid("the OpenAI backend needs an `openai:` spec".into()))
-            }
+            ModelSpec::Embedded { .. } => return Err(invalid("the OpenAI backend needs an `openai:` spec".into())),
         };
         if base_urls.is_empty() {
             return Err(invalid("no base URL".into()));
@@ -172,29 +164,13 @@ impl OpenAiModel {
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             .build()
-            .map_err(|err| LlmError::Connect {
-                url: base_urls[0].clone(),
-                message: error_chain(&err),
-            })?;
+            .map_err(|err| LlmError::Connect { url: base_urls[0].clone(), message: error_chain(&err) })?;
         let endpoints = base_urls
             .into_iter()
-            .map(|base_url| Endpoint {
-                base_url,
-                in_flight: AtomicUsize::new(0),
-                down_until: Mutex::new(None),
-            })
+            .map(|base_url| Endpoint { base_url, in_flight: AtomicUsize::new(0), down_until: Mutex::new(None) })
             .collect();
         let permits = Semaphore::new(config.max_concurrency);
-        Ok(OpenAiModel {
-            spec,
-            model,
-            config,
-            endpoints,
-            client,
-            api_key,
-            permits,
-            next_endpoint: AtomicUsize::new(0),
-        })
+        Ok(OpenAiModel { spec, model, config, endpoints, client, api_key, permits, next_endpoint: AtomicUsize::new(0) })
     }
 
     /// The settings this model was built with.
@@ -213,12 +189,7 @@ impl OpenAiModel {
     }
 
     /// One `/chat/completions` exchange (with retries) asking for `n` replies.
-    async fn chat_round(
-        &self,
-        request: &ChatRequest,
-        n: u32,
-        seed: u64,
-    ) -> Result<ChatResponse, LlmError> {
+    async fn chat_round(&self, request: &ChatRequest, n: u32, seed: u64) -> Result<ChatResponse, LlmError> {
         let sampling = &request.sampling;
         let body = ChatCompletionBody {
             model: &self.model,
@@ -232,21 +203,13 @@ impl OpenAiModel {
             logprobs: sampling.top_logprobs.is_some(),
             top_logprobs: sampling.top_logprobs,
         };
-        self.post_with_retries("chat/completions", &body, parse_chat_completion)
-            .await
+        self.post_with_retries("chat/completions", &body, parse_chat_completion).await
     }
 
     /// Scores one continuation through `/completions` with `echo`.
-    async fn score_continuation(
-        &self,
-        prefix: &str,
-        continuation: &str,
-    ) -> Result<ContinuationLogprobs, LlmError> {
+    async fn score_continuation(&self, prefix: &str, continuation: &str) -> Result<ContinuationLogprobs, LlmError> {
         if continuation.is_empty() {
-            return Ok(ContinuationLogprobs {
-                logprob: 0.0,
-                token_logprobs: Vec::new(),
-            });
+            return Ok(ContinuationLogprobs { logprob: 0.0, token_logprobs: Vec::new() });
         }
         let prompt = format!("{prefix}{continuation}");
         let body = CompletionBody {
@@ -259,8 +222,7 @@ impl OpenAiModel {
         };
         let prefix_chars = prefix.chars().count();
         let prompt_chars = prompt.chars().count();
-        let parse =
-            |text: &str, url: &str| parse_echo_completion(text, url, prefix_chars, prompt_chars);
+        let parse = |text: &str, url: &str| parse_echo_completion(text, url, prefix_chars, prompt_chars);
         match self.post_with_retries("completions", &body, parse).await {
             Err(LlmError::Http { status, url, body }) if matches!(status, 400 | 404 | 405 | 422) => {
                 Err(LlmError::Unsupported(format!(
@@ -274,12 +236,7 @@ impl OpenAiModel {
     }
 
     /// Sends `body` to `path` under every base URL in turn until `parse` accepts a response or the retries run out.
-    async fn post_with_retries<B, T, P>(
-        &self,
-        path: &str,
-        body: &B,
-        parse: P,
-    ) -> Result<T, LlmError>
+    async fn post_with_retries<B, T, P>(&self, path: &str, body: &B, parse: P) -> Result<T, LlmError>
     where
         B: Serialize + Sync,
         P: Fn(&str, &str) -> Result<T, LlmError>,
@@ -291,14 +248,10 @@ impl OpenAiModel {
             attempt += 1;
             // The permit comes before the choice of endpoint, so that choice sees the load of everyone admitted.
             // The semaphore is never closed, so acquiring fails only if that invariant is broken.
-            let permit = self
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| LlmError::Connect {
-                    url: self.endpoints[0].base_url.clone(),
-                    message: "request limiter closed".into(),
-                })?;
+            let permit = self.permits.acquire().await.map_err(|_| LlmError::Connect {
+                url: self.endpoints[0].base_url.clone(),
+                message: "request limiter closed".into(),
+            })?;
             let endpoint_idx = self.pick_endpoint(failed_endpoint);
             let outcome = match self.post_once(endpoint_idx, path, body).await {
                 Ok((text, url)) => parse(&text, &url).map_err(|error| AttemptFailure {
@@ -317,10 +270,7 @@ impl OpenAiModel {
                 return Err(failure.error);
             }
             if attempt >= max_attempts {
-                return Err(LlmError::RetriesExhausted {
-                    attempts: attempt,
-                    last: Box::new(failure.error),
-                });
+                return Err(LlmError::RetriesExhausted { attempts: attempt, last: Box::new(failure.error) });
             }
             tracing::debug!(attempt, max_attempts, error = %failure.error, "retrying model request");
             failed_endpoint = Some(endpoint_idx);
@@ -355,48 +305,24 @@ impl OpenAiModel {
         }
         let transport_error = |err: reqwest::Error, url: &str| {
             let error = if err.is_timeout() {
-                LlmError::Timeout {
-                    url: url.to_string(),
-                    timeout: self.config.request_timeout,
-                }
+                LlmError::Timeout { url: url.to_string(), timeout: self.config.request_timeout }
             } else {
-                LlmError::Connect {
-                    url: url.to_string(),
-                    message: self.redact(&error_chain(&err)),
-                }
+                LlmError::Connect { url: url.to_string(), message: self.redact(&error_chain(&err)) }
             };
-            AttemptFailure {
-                error,
-                retry_after: None,
-                refused: err.is_connect() && !err.is_timeout(),
-            }
+            AttemptFailure { error, retry_after: None, refused: err.is_connect() && !err.is_timeout() }
         };
-        let response = builder
-            .send()
-            .await
-            .map_err(|err| transport_error(err, &url))?;
+        let response = builder.send().await.map_err(|err| transport_error(err, &url))?;
         let status = response.status();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, SystemTime::now()));
-        let text = response
-            .text()
-            .await
-            .map_err(|err| transport_error(err, &url))?;
+        let text = response.text().await.map_err(|err| transport_error(err, &url))?;
         if !status.is_success() {
             let body = truncate_chars(&self.redact(&text), MAX_ERROR_BODY_CHARS);
-            let error = LlmError::Http {
-                status: status.as_u16(),
-                url,
-                body,
-            };
-            return Err(AttemptFailure {
-                error,
-                retry_after,
-                refused: false,
-            });
+            let error = LlmError::Http { status: status.as_u16(), url, body };
+            return Err(AttemptFailure { error, retry_after, refused: false });
         }
         endpoint.mark_up();
         Ok((text, url))
@@ -426,22 +352,13 @@ impl OpenAiModel {
 
     fn another_endpoint_is_up(&self, endpoint_idx: usize) -> bool {
         let now = Instant::now();
-        self.endpoints
-            .iter()
-            .enumerate()
-            .any(|(idx, endpoint)| idx != endpoint_idx && !endpoint.is_down(now))
+        self.endpoints.iter().enumerate().any(|(idx, endpoint)| idx != endpoint_idx && !endpoint.is_down(now))
     }
 
     /// Full-jitter backoff before retry number `attempt` (1-based): uniform in `[0, min(cap, base * 2^(attempt-1))]`.
     fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        let bound = self
-            .config
-            .backoff_base
-            .saturating_mul(factor)
-            .min(self.config.backoff_cap);
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let bound = self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_cap);
         bound.mul_f64(rand::rng().random_range(0.0..=1.0))
     }
 
@@ -450,10 +367,7 @@ impl OpenAiModel {
         match error {
             LlmError::InvalidResponse { url, message } => {
                 let start = truncate_chars(&self.redact(text), 200);
-                LlmError::InvalidResponse {
-                    url,
-                    message: format!("{message}; body starts `{start}`"),
-                }
+                LlmError::InvalidResponse { url, message: format!("{message}; body starts `{start}`") }
             }
             other => other,
         }
@@ -494,22 +408,15 @@ impl ChatModel for OpenAiModel {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let n_wanted = request.sampling.n;
         if n_wanted == 0 {
-            return Ok(ChatResponse {
-                choices: Vec::new(),
-                prompt_tokens: None,
-            });
+            return Ok(ChatResponse { choices: Vec::new(), prompt_tokens: None });
         }
-        let mut response = self
-            .chat_round(request, n_wanted, request.sampling.seed)
-            .await?;
+        let mut response = self.chat_round(request, n_wanted, request.sampling.seed).await?;
         response.choices.truncate(n_wanted as usize);
         while (response.choices.len() as u32) < n_wanted {
             let n_have = response.choices.len() as u32;
             let seed = request.sampling.seed.wrapping_add(u64::from(n_have));
             let more = self.chat_round(request, n_wanted - n_have, seed).await?;
-            response
-                .choices
-                .extend(more.choices.into_iter().take((n_wanted - n_have) as usize));
+            response.choices.extend(more.choices.into_iter().take((n_wanted - n_have) as usize));
         }
         Ok(response)
     }
@@ -527,10 +434,7 @@ impl ChatModel for OpenAiModel {
         request: &ContinuationRequest,
     ) -> Result<Vec<ContinuationLogprobs>, LlmError> {
         let prefix = render_transcript(&request.messages);
-        let scores = request
-            .continuations
-            .iter()
-            .map(|continuation| self.score_continuation(&prefix, continuation));
+        let scores = request.continuations.iter().map(|continuation| self.score_continuation(&prefix, continuation));
         futures::future::try_join_all(scores).await
     }
 }
@@ -544,25 +448,16 @@ struct Endpoint {
 
 impl Endpoint {
     fn is_down(&self, now: Instant) -> bool {
-        let down_until = self
-            .down_until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let down_until = self.down_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         down_until.is_some_and(|until| now < until)
     }
 
     fn mark_down(&self, cooldown: Duration) {
-        *self
-            .down_until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now() + cooldown);
+        *self.down_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now() + cooldown);
     }
 
     fn mark_up(&self) {
-        *self
-            .down_until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        *self.down_until.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 }
 
@@ -592,10 +487,7 @@ impl ApiKey {
     fn new(key: &str) -> Option<ApiKey> {
         let mut header = HeaderValue::from_str(&format!("Bearer {key}")).ok()?;
         header.set_sensitive(true);
-        Some(ApiKey {
-            key: key.to_string(),
-            header,
-        })
+        Some(ApiKey { key: key.to_string(), header })
     }
 }
 
@@ -718,11 +610,10 @@ fn role_label(role: Role) -> &'static str {
 }
 
 fn parse_chat_completion(text: &str, url: &str) -> Result<ChatResponse, LlmError> {
-    let parsed: ChatCompletionResponse =
-        serde_json::from_str(text).map_err(|err| LlmError::InvalidResponse {
-            url: url.to_string(),
-            message: format!("chat completion: {err}"),
-        })?;
+    let parsed: ChatCompletionResponse = serde_json::from_str(text).map_err(|err| LlmError::InvalidResponse {
+        url: url.to_string(),
+        message: format!("chat completion: {err}"),
+    })?;
     if parsed.choices.is_empty() {
         return Err(LlmError::InvalidResponse {
             url: url.to_string(),
@@ -731,14 +622,8 @@ fn parse_chat_completion(text: &str, url: &str) -> Result<ChatResponse, LlmError
     }
     let mut choices = parsed.choices;
     choices.sort_by_key(|choice| choice.index);
-    let completion_tokens = parsed
-        .usage
-        .as_ref()
-        .and_then(|usage| usage.completion_tokens);
-    let texts: Vec<String> = choices
-        .iter()
-        .map(|choice| choice.message.content.clone().unwrap_or_default())
-        .collect();
+    let completion_tokens = parsed.usage.as_ref().and_then(|usage| usage.completion_tokens);
+    let texts: Vec<String> = choices.iter().map(|choice| choice.message.content.clone().unwrap_or_default()).collect();
     let estimated_tokens = split_token_count(completion_tokens, &texts);
     let generations = choices
         .into_iter()
@@ -746,20 +631,13 @@ fn parse_chat_completion(text: &str, url: &str) -> Result<ChatResponse, LlmError
         .zip(estimated_tokens)
         .map(|((choice, text), estimated)| {
             let tokens = choice.logprobs.and_then(|logprobs| logprobs.content);
-            let n_tokens = tokens
-                .as_ref()
-                .map_or(estimated, |tokens| tokens.len() as u32);
+            let n_tokens = tokens.as_ref().map_or(estimated, |tokens| tokens.len() as u32);
             let top_logprobs = tokens.map(|tokens| {
                 tokens
                     .into_iter()
                     .map(|token| {
                         let alternatives = token.top_logprobs.into_iter();
-                        alternatives
-                            .map(|top| TokenLogprob {
-                                token: top.token,
-                                logprob: top.logprob,
-                            })
-                            .collect()
+                        alternatives.map(|top| TokenLogprob { token: top.token, logprob: top.logprob }).collect()
                     })
                     .collect()
             });
@@ -767,33 +645,19 @@ fn parse_chat_completion(text: &str, url: &str) -> Result<ChatResponse, LlmError
                 Some("length") => FinishReason::Length,
                 _ => FinishReason::Stop,
             };
-            Generation {
-                text,
-                n_tokens,
-                finish_reason,
-                top_logprobs,
-            }
+            Generation { text, n_tokens, finish_reason, top_logprobs }
         })
         .collect();
-    Ok(ChatResponse {
-        choices: generations,
-        prompt_tokens: parsed.usage.and_then(|usage| usage.prompt_tokens),
-    })
+    Ok(ChatResponse { choices: generations, prompt_tokens: parsed.usage.and_then(|usage| usage.prompt_tokens) })
 }
 
 /// Per-reply token counts when the server reports only a total (`usage.completion_tokens` covers all choices):
 /// the total is split in proportion to reply length, so the counts still sum to it. Without a total, a reply
 /// counts one token per four characters, rounded up.
 fn split_token_count(total: Option<u32>, texts: &[String]) -> Vec<u32> {
-    let lengths: Vec<u64> = texts
-        .iter()
-        .map(|text| text.chars().count() as u64)
-        .collect();
+    let lengths: Vec<u64> = texts.iter().map(|text| text.chars().count() as u64).collect();
     let Some(total) = total else {
-        return lengths
-            .iter()
-            .map(|&length| length.div_ceil(4) as u32)
-            .collect();
+        return lengths.iter().map(|&length| length.div_ceil(4) as u32).collect();
     };
     let total = u64::from(total);
     let sum_lengths: u64 = lengths.iter().sum();
@@ -803,17 +667,9 @@ fn split_token_count(total: Option<u32>, texts: &[String]) -> Vec<u32> {
     for (text_idx, length) in lengths.iter().enumerate() {
         // Rounding cumulative shares makes the parts sum exactly to the total.
         cumulative += if sum_lengths == 0 { 1 } else { *length };
-        let denominator = if sum_lengths == 0 {
-            n_texts
-        } else {
-            sum_lengths
-        };
+        let denominator = if sum_lengths == 0 { n_texts } else { sum_lengths };
         let boundary = (total * cumulative + denominator / 2) / denominator;
-        let boundary = if text_idx + 1 == lengths.len() {
-            total
-        } else {
-            boundary
-        };
+        let boundary = if text_idx + 1 == lengths.len() { total } else { boundary };
         counts.push((boundary - assigned) as u32);
         assigned = boundary;
     }
@@ -828,11 +684,8 @@ fn parse_echo_completion(
     prefix_chars: usize,
     prompt_chars: usize,
 ) -> Result<ContinuationLogprobs, LlmError> {
-    let parsed: CompletionResponse =
-        serde_json::from_str(text).map_err(|err| LlmError::InvalidResponse {
-            url: url.to_string(),
-            message: format!("completion: {err}"),
-        })?;
+    let parsed: CompletionResponse = serde_json::from_str(text)
+        .map_err(|err| LlmError::InvalidResponse { url: url.to_string(), message: format!("completion: {err}") })?;
     let unsupported = |what: &str| {
         LlmError::Unsupported(format!(
             "{url} {what}; continuation log-probabilities need a server that returns prompt log-probabilities with \
@@ -846,9 +699,7 @@ fn parse_echo_completion(
         .and_then(|choice| choice.logprobs)
         .ok_or_else(|| unsupported("returned no log-probabilities for the echoed prompt"))?;
     if logprobs.token_logprobs.len() != logprobs.tokens.len() {
-        return Err(unsupported(
-            "returned token and log-probability lists of different lengths",
-        ));
+        return Err(unsupported("returned token and log-probability lists of different lengths"));
     }
     let offsets = match logprobs.text_offset {
         Some(offsets) if offsets.len() == logprobs.tokens.len() => offsets,
@@ -863,39 +714,26 @@ fn parse_echo_completion(
             .collect(),
     };
     let mut token_logprobs = Vec::new();
-    for ((token, start), logprob) in logprobs
-        .tokens
-        .iter()
-        .zip(offsets)
-        .zip(logprobs.token_logprobs)
-    {
+    for ((token, start), logprob) in logprobs.tokens.iter().zip(offsets).zip(logprobs.token_logprobs) {
         let end = start + token.chars().count();
         if end <= prefix_chars || start >= prompt_chars {
             continue;
         }
-        let logprob = logprob
-            .ok_or_else(|| unsupported("returned no log-probability for a continuation token"))?;
+        let logprob = logprob.ok_or_else(|| unsupported("returned no log-probability for a continuation token"))?;
         token_logprobs.push(logprob);
     }
     if token_logprobs.is_empty() {
         return Err(unsupported("echoed no tokens of the continuation"));
     }
-    let logprob = token_logprobs
-        .iter()
-        .map(|&logprob| f64::from(logprob))
-        .sum();
-    Ok(ContinuationLogprobs {
-        logprob,
-        token_logprobs,
-    })
+    let logprob = token_logprobs.iter().map(|&logprob| f64::from(logprob)).sum();
+    Ok(ContinuationLogprobs { logprob, token_logprobs })
 }
 
 /// Parses `Retry-After`: delay seconds (integer, or decimal as some servers send) or an HTTP date.
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(1e9)));
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
@@ -932,12 +770,7 @@ mod tests {
         check(&[], "Assistant:");
         check(&[Message::user("Hi")], "User: Hi\n\nAssistant:");
         check(
-            &[
-                Message::system("S"),
-                Message::user("Q"),
-                Message::new(Role::Assistant, "A"),
-                Message::user("Q2"),
-            ],
+            &[Message::system("S"), Message::user("Q"), Message::new(Role::Assistant, "A"), Message::user("Q2")],
             "System: S\n\nUser: Q\n\nAssistant: A\n\nUser: Q2\n\nAssistant:",
         );
     }
@@ -945,9 +778,8 @@ mod tests {
     #[test]
     fn retry_after_values() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let check = |value: &str, expect: Option<Duration>| {
-            assert_eq!(parse_retry_after(value, now), expect, "{value}")
-        };
+        let check =
+            |value: &str, expect: Option<Duration>| assert_eq!(parse_retry_after(value, now), expect, "{value}");
         check("3", Some(Duration::from_secs(3)));
         check(" 0 ", Some(Duration::ZERO));
         check("1.5", Some(Duration::from_millis(1500)));
@@ -963,11 +795,7 @@ mod tests {
     fn token_count_splits() {
         let check = |total: Option<u32>, texts: &[&str], expect: &[u32]| {
             let texts: Vec<String> = texts.iter().map(|text| text.to_string()).collect();
-            assert_eq!(
-                split_token_count(total, &texts),
-                expect,
-                "{total:?} {texts:?}"
-            );
+            assert_eq!(split_token_count(total, &texts), expect, "{total:?} {texts:?}");
         };
         check(Some(7), &["abc"], &[7]);
         check(Some(10), &["aaaa", "a"], &[8, 2]);
@@ -986,13 +814,9 @@ mod tests {
         .to_string();
         let prefix = "User: Hi\n\nAssistant:";
         let prompt = format!("{prefix} (A)");
-        let scored =
-            parse_echo_completion(&body, "u", prefix.chars().count(), prompt.chars().count());
+        let scored = parse_echo_completion(&body, "u", prefix.chars().count(), prompt.chars().count());
         let scored = scored.map_err(|err| err.to_string());
-        assert_eq!(
-            scored.as_ref().map(|s| s.token_logprobs.clone()),
-            Ok(vec![-1.0, -2.0, -0.5])
-        );
+        assert_eq!(scored.as_ref().map(|s| s.token_logprobs.clone()), Ok(vec![-1.0, -2.0, -0.5]));
         assert_eq!(scored.map(|s| s.logprob), Ok(-3.5));
 
         // Without text_offset the offsets come from token lengths; a token straddling the boundary counts.
@@ -1002,18 +826,10 @@ mod tests {
         }}]})
         .to_string();
         let scored = parse_echo_completion(&body, "u", "Assistant:".len(), "Assistant: (A)".len());
-        assert_eq!(
-            scored
-                .map(|s| s.token_logprobs)
-                .map_err(|err| err.to_string()),
-            Ok(vec![-1.0, -2.0])
-        );
+        assert_eq!(scored.map(|s| s.token_logprobs).map_err(|err| err.to_string()), Ok(vec![-1.0, -2.0]));
 
         let body = serde_json::json!({"choices": [{"text": "x"}]}).to_string();
         let scored = parse_echo_completion(&body, "u", 3, 5);
-        assert!(
-            matches!(scored, Err(LlmError::Unsupported(_))),
-            "{scored:?}"
-        );
+        assert!(matches!(scored, Err(LlmError::Unsupported(_))), "{scored:?}");
     }
 }

@@ -57,7 +57,10 @@ impl FromStr for ModelSpec {
                     }
                 };
                 if !EMBEDDED_MODELS.contains(&model) {
-                    return Err(fail(&format!("unknown embedded model `{model}` (known: {})", EMBEDDED_MODELS.join(", "))));
+                    return Err(fail(&format!(
+                        "unknown embedded model `{model}` (known: {})",
+                        EMBEDDED_MODELS.join(", ")
+                    )));
                 }
                 Ok(ModelSpec::Embedded { model: model.to_string(), adapter })
             }
@@ -87,7 +90,9 @@ impl fmt::Display for ModelSpec {
             ModelSpec::Embedded { model, adapter: Some(path) } => {
                 write!(f, "embedded:{model}+adapter={}", path.display())
             }
-            ModelSpec::OpenAi { base_urls, model } => write!(f, "openai:{}#{model}", base_urls.join(",")),
+            ModelSpec::OpenAi { base_urls, model } => {
+                write!(f, "openai:{}#{model}", base_urls.join(","))
+            }
         }
     }
 }
@@ -107,7 +112,10 @@ mod tests {
     #[test]
     fn specs() {
         check("embedded:gemma-3-270m", Ok("embedded:gemma-3-270m"));
-        check("embedded:gemma-3-270m+adapter=runs/a.safetensors", Ok("embedded:gemma-3-270m+adapter=runs/a.safetensors"));
+        check(
+            "embedded:gemma-3-270m+adapter=runs/a.safetensors",
+            Ok("embedded:gemma-3-270m+adapter=runs/a.safetensors"),
+        );
         check("openai:http://127.0.0.1:8000/v1/#m", Ok("openai:http://127.0.0.1:8000/v1#m"));
         check("openai:http://a/v1,http://b/v1#org/model#2", Ok("openai:http://a/v1,http://b/v1#org/model#2"));
         check("embedded:llama", Err("unknown embedded model"));

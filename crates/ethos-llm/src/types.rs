@@ -30,7 +30,15 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { n: 1, temperature: 0.7, top_p: 0.95, max_tokens: 256, stop: Vec::new(), seed: 0, top_logprobs: None }
+        SamplingParams {
+            n: 1,
+            temperature: 0.7,
+            top_p: 0.95,
+            max_tokens: 256,
+            stop: Vec::new(),
+            seed: 0,
+            top_logprobs: None,
+        }
     }
 }
 
@@ -201,8 +209,6 @@ pub trait ChatModel: Send + Sync {
     }
 
     /// Log-probabilities of each continuation as the start of the next assistant turn.
-    async fn continuation_logprobs(
-        &self,
-        request: &ContinuationRequest,
-    ) -> Result<Vec<ContinuationLogprobs>, LlmError>;
+    async fn continuation_logprobs(&self, request: &ContinuationRequest)
+        -> Result<Vec<ContinuationLogprobs>, LlmError>;
 }

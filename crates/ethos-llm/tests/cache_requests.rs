@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use common::counting_model::{counting_reply, CountingModel};
 use ethos_core::records::{Message, Role};
 use ethos_llm::cache::{CacheKey, CacheStats, CachedModel, RequestCache, RequestKind};
-use ethos_llm::{
-    ChatModel, ChatRequest, ChatResponse, ContinuationRequest, LlmError, SamplingParams,
-};
+use ethos_llm::{ChatModel, ChatRequest, ChatResponse, ContinuationRequest, LlmError, SamplingParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cached_http_backend_makes_no_requests_on_rerun() {
@@ -27,72 +25,38 @@ async fn a_cached_http_backend_makes_no_requests_on_rerun() {
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("requests.sqlite");
-    let spec: ethos_llm::ModelSpec = format!("openai:{}#m", server.base_url)
-        .parse()
-        .expect("valid spec");
-    let batch: Vec<ChatRequest> = (0..50)
-        .map(|item_idx| request(&format!("http {item_idx}")))
-        .collect();
+    let spec: ethos_llm::ModelSpec = format!("openai:{}#m", server.base_url).parse().expect("valid spec");
+    let batch: Vec<ChatRequest> = (0..50).map(|item_idx| request(&format!("http {item_idx}"))).collect();
     let run = || async {
-        let backend =
-            Arc::new(OpenAiModel::new(spec.clone(), common::fast_config()).expect("model"));
+        let backend = Arc::new(OpenAiModel::new(spec.clone(), common::fast_config()).expect("model"));
         let model = CachedModel::new(backend, RequestCache::open(&path).expect("open cache"));
         let results = model.chat_batch(&batch).await;
         for (item_idx, result) in results.iter().enumerate() {
-            let expect: Vec<String> = (0..2)
-                .map(|choice_idx| expected_reply(&format!("http {item_idx}"), choice_idx, 0))
-                .collect();
+            let expect: Vec<String> =
+                (0..2).map(|choice_idx| expected_reply(&format!("http {item_idx}"), choice_idx, 0)).collect();
             assert_eq!(texts(result.as_ref().expect("reply")), expect);
         }
         model.stats()
     };
-    assert_eq!(
-        run().await,
-        CacheStats {
-            hits: 0,
-            misses: 50
-        }
-    );
+    assert_eq!(run().await, CacheStats { hits: 0, misses: 50 });
     let n_requests = server.n_requests();
-    assert_eq!(
-        run().await,
-        CacheStats {
-            hits: 50,
-            misses: 0
-        }
-    );
-    assert_eq!(
-        server.n_requests(),
-        n_requests,
-        "the rerun must not reach the server"
-    );
+    assert_eq!(run().await, CacheStats { hits: 50, misses: 0 });
+    assert_eq!(server.n_requests(), n_requests, "the rerun must not reach the server");
 }
 
 /// Set in the child process of `a_killed_writer_leaves_a_consistent_cache` to the cache path it writes to.
 const CHILD_CACHE_ENV: &str = "ETHOS_CACHE_TEST_CHILD_PATH";
 
 fn request(text: &str) -> ChatRequest {
-    ChatRequest {
-        messages: vec![Message::user(text)],
-        sampling: SamplingParams {
-            n: 2,
-            ..SamplingParams::default()
-        },
-    }
+    ChatRequest { messages: vec![Message::user(text)], sampling: SamplingParams { n: 2, ..SamplingParams::default() } }
 }
 
 fn texts(response: &ChatResponse) -> Vec<String> {
-    response
-        .choices
-        .iter()
-        .map(|choice| choice.text.clone())
-        .collect()
+    response.choices.iter().map(|choice| choice.text.clone()).collect()
 }
 
 fn expected_texts(request: &ChatRequest) -> Vec<String> {
-    (0..request.sampling.n)
-        .map(|choice_idx| counting_reply(request, choice_idx))
-        .collect()
+    (0..request.sampling.n).map(|choice_idx| counting_reply(request, choice_idx)).collect()
 }
 
 fn cached(path: &Path) -> (Arc<CountingModel>, CachedModel<CountingModel>) {
@@ -105,16 +69,9 @@ fn cached(path: &Path) -> (Arc<CountingModel>, CachedModel<CountingModel>) {
 async fn a_rerun_makes_zero_inner_calls() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("nested/requests.sqlite");
-    let batch: Vec<ChatRequest> = (0..20)
-        .map(|item_idx| request(&format!("batch {item_idx}")))
-        .collect();
-    let singles: Vec<ChatRequest> = (0..5)
-        .map(|item_idx| request(&format!("single {item_idx}")))
-        .collect();
-    let scoring = ContinuationRequest {
-        messages: vec![Message::user("A or B?")],
-        continuations: vec![" A".into()],
-    };
+    let batch: Vec<ChatRequest> = (0..20).map(|item_idx| request(&format!("batch {item_idx}"))).collect();
+    let singles: Vec<ChatRequest> = (0..5).map(|item_idx| request(&format!("single {item_idx}"))).collect();
+    let scoring = ContinuationRequest { messages: vec![Message::user("A or B?")], continuations: vec![" A".into()] };
 
     let run = |path: std::path::PathBuf| {
         let (batch, singles, scoring) = (batch.clone(), singles.clone(), scoring.clone());
@@ -133,43 +90,18 @@ async fn a_rerun_makes_zero_inner_calls() {
     };
 
     let (first_answers, first_scores, first_stats, first_inner) = run(path.clone()).await;
-    assert_eq!(
-        first_stats,
-        CacheStats {
-            hits: 0,
-            misses: 26
-        }
-    );
-    assert_eq!(
-        (first_inner.n_requests(), first_inner.n_batch_calls()),
-        (25, 1)
-    );
+    assert_eq!(first_stats, CacheStats { hits: 0, misses: 26 });
+    assert_eq!((first_inner.n_requests(), first_inner.n_batch_calls()), (25, 1));
     assert_eq!(first_inner.n_continuation_calls(), 1);
     let expect: Vec<Vec<String>> = batch.iter().chain(&singles).map(expected_texts).collect();
     assert_eq!(first_answers, expect);
 
     let (second_answers, second_scores, second_stats, second_inner) = run(path.clone()).await;
-    assert_eq!(
-        second_stats,
-        CacheStats {
-            hits: 26,
-            misses: 0
-        }
-    );
-    assert_eq!(
-        second_inner.n_requests()
-            + second_inner.n_batch_calls()
-            + second_inner.n_continuation_calls(),
-        0
-    );
+    assert_eq!(second_stats, CacheStats { hits: 26, misses: 0 });
+    assert_eq!(second_inner.n_requests() + second_inner.n_batch_calls() + second_inner.n_continuation_calls(), 0);
     assert_eq!(second_answers, first_answers);
     assert_eq!(second_scores, first_scores);
-    assert_eq!(
-        RequestCache::open(&path)
-            .and_then(|cache| cache.n_entries())
-            .expect("count"),
-        26
-    );
+    assert_eq!(RequestCache::open(&path).and_then(|cache| cache.n_entries()).expect("count"), 26);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,35 +130,18 @@ async fn different_requests_or_backends_miss() {
     ];
     for (variant_idx, changed) in variants.iter().enumerate() {
         let response = model.chat(changed).await.expect("reply");
-        assert_eq!(
-            texts(&response),
-            expected_texts(changed),
-            "variant {variant_idx}"
-        );
-        assert_eq!(
-            model.stats().misses,
-            variant_idx as u64 + 1,
-            "variant {variant_idx} should miss"
-        );
+        assert_eq!(texts(&response), expected_texts(changed), "variant {variant_idx}");
+        assert_eq!(model.stats().misses, variant_idx as u64 + 1, "variant {variant_idx} should miss");
     }
     for changed in &variants {
         model.chat(changed).await.expect("reply");
     }
-    assert_eq!(
-        model.stats(),
-        CacheStats {
-            hits: variants.len() as u64,
-            misses: variants.len() as u64
-        }
-    );
+    assert_eq!(model.stats(), CacheStats { hits: variants.len() as u64, misses: variants.len() as u64 });
     assert_eq!(inner.n_requests(), variants.len() as u64);
 
     // Another backend identity shares nothing.
     let other_inner = Arc::new(CountingModel::new("counting:v2"));
-    let other = CachedModel::new(
-        other_inner.clone(),
-        RequestCache::open(&path).expect("open cache"),
-    );
+    let other = CachedModel::new(other_inner.clone(), RequestCache::open(&path).expect("open cache"));
     other.chat(&base).await.expect("reply");
     assert_eq!(other.stats(), CacheStats { hits: 0, misses: 1 });
     assert_eq!(other.identity(), "counting:v2");
@@ -259,11 +174,7 @@ async fn a_partially_failed_batch_keeps_its_successes() {
     let path = dir.path().join("requests.sqlite");
     let batch: Vec<ChatRequest> = (0..10)
         .map(|item_idx| {
-            request(&if item_idx % 4 == 3 {
-                format!("broken {item_idx}")
-            } else {
-                format!("ok {item_idx}")
-            })
+            request(&if item_idx % 4 == 3 { format!("broken {item_idx}") } else { format!("ok {item_idx}") })
         })
         .collect();
     {
@@ -273,21 +184,12 @@ async fn a_partially_failed_batch_keeps_its_successes() {
         let n_ok = results.iter().filter(|result| result.is_ok()).count();
         assert_eq!(n_ok, 8);
         assert!(results[3].is_err() && results[7].is_err());
-        assert_eq!(
-            model.stats(),
-            CacheStats {
-                hits: 0,
-                misses: 10
-            }
-        );
+        assert_eq!(model.stats(), CacheStats { hits: 0, misses: 10 });
     }
     let (inner, model) = cached(&path);
     let results = model.chat_batch(&batch).await;
     for (request, result) in batch.iter().zip(&results) {
-        assert_eq!(
-            texts(result.as_ref().expect("reply")),
-            expected_texts(request)
-        );
+        assert_eq!(texts(result.as_ref().expect("reply")), expected_texts(request));
     }
     // Only the two failed items are asked again, in one batch.
     assert_eq!((inner.n_requests(), inner.n_batch_calls()), (2, 1));
@@ -301,10 +203,7 @@ async fn duplicates_in_a_batch_are_forwarded_once() {
     let batch = vec![request("a"), request("b"), request("a"), request("a")];
     let results = model.chat_batch(&batch).await;
     for (request, result) in batch.iter().zip(&results) {
-        assert_eq!(
-            texts(result.as_ref().expect("reply")),
-            expected_texts(request)
-        );
+        assert_eq!(texts(result.as_ref().expect("reply")), expected_texts(request));
     }
     assert_eq!(inner.n_requests(), 2);
     assert_eq!(model.stats(), CacheStats { hits: 2, misses: 2 });
@@ -338,10 +237,7 @@ async fn many_tasks_share_one_cache() {
 
     let (rerun_inner, rerun) = cached(&path);
     for item_idx in 0..100 {
-        rerun
-            .chat(&request(&format!("shared {item_idx}")))
-            .await
-            .expect("reply");
+        rerun.chat(&request(&format!("shared {item_idx}"))).await.expect("reply");
     }
     assert_eq!(rerun_inner.n_requests(), 0);
 }
@@ -354,13 +250,8 @@ fn two_connections_to_one_file_see_each_other() {
     let second = RequestCache::open(&path).expect("open again");
     let key = |item_idx: usize| CacheKey::new("m", RequestKind::Chat, &item_idx).expect("key");
 
-    first
-        .store(&key(0), RequestKind::Chat, "from first")
-        .expect("store");
-    assert_eq!(
-        second.lookup::<String>(&key(0)).expect("lookup"),
-        Some("from first".to_string())
-    );
+    first.store(&key(0), RequestKind::Chat, "from first").expect("store");
+    assert_eq!(second.lookup::<String>(&key(0)).expect("lookup"), Some("from first".to_string()));
     assert_eq!(second.lookup::<String>(&key(1)).expect("lookup"), None);
 
     // Both write at once from several threads each, through separate connections.
@@ -370,9 +261,7 @@ fn two_connections_to_one_file_see_each_other() {
                 scope.spawn(move || {
                     for item_idx in 0..50 {
                         let item = 1 + cache_idx * 1000 + thread_idx * 100 + item_idx;
-                        cache
-                            .store(&key(item), RequestKind::Chat, &format!("item {item}"))
-                            .expect("store");
+                        cache.store(&key(item), RequestKind::Chat, &format!("item {item}")).expect("store");
                     }
                 });
             }
@@ -382,10 +271,7 @@ fn two_connections_to_one_file_see_each_other() {
     for cache_idx in 0..2 {
         let item = 1 + cache_idx * 1000 + 3 * 100 + 49;
         for reader in [&first, &second] {
-            assert_eq!(
-                reader.lookup::<String>(&key(item)).expect("lookup"),
-                Some(format!("item {item}"))
-            );
+            assert_eq!(reader.lookup::<String>(&key(item)).expect("lookup"), Some(format!("item {item}")));
         }
     }
     // An entry that no longer decodes as the asked type counts as absent.
@@ -394,12 +280,7 @@ fn two_connections_to_one_file_see_each_other() {
     // Opening many connections at once (as many processes starting together would) works too.
     std::thread::scope(|scope| {
         for _ in 0..8 {
-            scope.spawn(|| {
-                RequestCache::open(&path)
-                    .expect("concurrent open")
-                    .n_entries()
-                    .expect("count")
-            });
+            scope.spawn(|| RequestCache::open(&path).expect("concurrent open").n_entries().expect("count"));
         }
     });
 }
@@ -412,10 +293,7 @@ async fn child_cache_writer() {
     };
     let (_inner, model) = cached(Path::new(&path));
     for item_idx in 0..1_000_000 {
-        model
-            .chat(&request(&format!("child {item_idx}")))
-            .await
-            .expect("reply");
+        model.chat(&request(&format!("child {item_idx}"))).await.expect("reply");
     }
 }
 
@@ -441,19 +319,14 @@ async fn a_killed_writer_leaves_a_consistent_cache() {
                 break cache;
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "child wrote too slowly"
-        );
+        assert!(started.elapsed() < Duration::from_secs(60), "child wrote too slowly");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     child.0.kill().expect("kill child");
     child.0.wait().expect("reap child");
 
     let connection = rusqlite::Connection::open(&path).expect("open raw");
-    let integrity: String = connection
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .expect("check");
+    let integrity: String = connection.query_row("PRAGMA integrity_check", [], |row| row.get(0)).expect("check");
     assert_eq!(integrity, "ok");
     drop(connection);
 
@@ -461,22 +334,13 @@ async fn a_killed_writer_leaves_a_consistent_cache() {
     let n_entries = reader.n_entries().expect("count");
     assert!(n_entries >= 200);
     let (inner, rerun) = cached(&path);
-    let answered: Vec<ChatRequest> = (0..n_entries)
-        .map(|item_idx| request(&format!("child {item_idx}")))
-        .collect();
+    let answered: Vec<ChatRequest> = (0..n_entries).map(|item_idx| request(&format!("child {item_idx}"))).collect();
     for (request, result) in answered.iter().zip(rerun.chat_batch(&answered).await) {
         assert_eq!(texts(&result.expect("reply")), expected_texts(request));
     }
-    assert_eq!(
-        inner.n_requests(),
-        0,
-        "a rerun must not ask again what was answered"
-    );
+    assert_eq!(inner.n_requests(), 0, "a rerun must not ask again what was answered");
     // The next request was not answered before the kill (or only just): asking for it is a normal miss.
-    rerun
-        .chat(&request(&format!("child {n_entries}")))
-        .await
-        .expect("reply");
+    rerun.chat(&request(&format!("child {n_entries}"))).await.expect("reply");
 }
 
 /// Kills and reaps a child process when dropped.

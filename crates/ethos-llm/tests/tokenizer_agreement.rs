@@ -35,30 +35,22 @@ fn tokenizer() -> &'static GemmaTokenizer {
     static TOKENIZER: OnceLock<GemmaTokenizer> = OnceLock::new();
     TOKENIZER.get_or_init(|| {
         let path = ensure_gemma_gguf().expect("the Gemma GGUF is available");
-        let file =
-            File::open(&path).unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
+        let file = File::open(&path).unwrap_or_else(|err| panic!("cannot open {}: {err}", path.display()));
         let content = gguf_file::Content::read(&mut BufReader::new(file))
             .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
         let started = Instant::now();
         let tokenizer = GemmaTokenizer::from_gguf(&content).expect("the Gemma vocabulary is valid");
-        eprintln!(
-            "built the tokenizer from the GGUF metadata in {:.3} s",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("built the tokenizer from the GGUF metadata in {:.3} s", started.elapsed().as_secs_f64());
         tokenizer
     })
 }
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/tokenizer_reference.jsonl"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizer_reference.jsonl");
 
 /// The references to check: the committed fixture, or `ETHOS_TOKENIZER_REFERENCE`.
 fn references() -> Vec<Reference> {
-    let path = std::env::var_os("ETHOS_TOKENIZER_REFERENCE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(FIXTURE));
+    let path =
+        std::env::var_os("ETHOS_TOKENIZER_REFERENCE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(FIXTURE));
     read_references(&path)
 }
 
@@ -68,8 +60,7 @@ fn read_references(path: &Path) -> Vec<Reference> {
     text.lines()
         .enumerate()
         .map(|(line_idx, line)| {
-            serde_json::from_str(line)
-                .unwrap_or_else(|err| panic!("reference line {}: {err}", line_idx + 1))
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("reference line {}: {err}", line_idx + 1))
         })
         .collect()
 }
@@ -92,21 +83,15 @@ fn fixture_covers_enough_strings() {
     let references = read_references(Path::new(FIXTURE));
     assert!(references.len() >= 300, "only {} strings", references.len());
     assert!(references.iter().any(|reference| reference.text.is_empty()));
-    assert!(references
-        .iter()
-        .any(|reference| reference.ids != reference.ids_special));
-    assert!(references
-        .iter()
-        .any(|reference| reference.source.starts_with("gsm8k")));
+    assert!(references.iter().any(|reference| reference.ids != reference.ids_special));
+    assert!(references.iter().any(|reference| reference.source.starts_with("gsm8k")));
 }
 
 #[test]
 fn encode_agrees_with_llama_cpp() {
     let tokenizer = tokenizer();
     check_all(|reference| {
-        let ids = tokenizer
-            .encode(&reference.text, true)
-            .expect("encoding succeeds");
+        let ids = tokenizer.encode(&reference.text, true).expect("encoding succeeds");
         (ids != reference.ids).then(|| {
             format!(
                 "[{}] {:?}\n  ours:      {ids:?}\n  llama.cpp: {:?}",
@@ -120,9 +105,7 @@ fn encode_agrees_with_llama_cpp() {
 fn encode_with_special_agrees_with_llama_cpp() {
     let tokenizer = tokenizer();
     check_all(|reference| {
-        let ids = tokenizer
-            .encode_with_special(&reference.text, true)
-            .expect("encoding succeeds");
+        let ids = tokenizer.encode_with_special(&reference.text, true).expect("encoding succeeds");
         (ids != reference.ids_special).then(|| {
             format!(
                 "[{}] {:?}\n  ours:      {ids:?}\n  llama.cpp: {:?}",
@@ -150,18 +133,11 @@ fn decode_agrees_with_llama_cpp() {
 fn decode_inverts_encode() {
     let tokenizer = tokenizer();
     check_all(|reference| {
-        let ids = tokenizer
-            .encode(&reference.text, true)
-            .expect("encoding succeeds");
+        let ids = tokenizer.encode(&reference.text, true).expect("encoding succeeds");
         let text = tokenizer.decode(&ids).expect("decoding succeeds");
         // A literal `▁` is SentencePiece's space marker, so it comes back as a space (llama.cpp does the same).
         let expect = reference.text.replace('\u{2581}', " ");
-        (text != expect).then(|| {
-            format!(
-                "[{}] {:?}\n  decoded: {text:?}",
-                reference.source, reference.text
-            )
-        })
+        (text != expect).then(|| format!("[{}] {:?}\n  decoded: {text:?}", reference.source, reference.text))
     });
 }
 
@@ -170,10 +146,7 @@ fn decode_skips_control_and_unknown_tokens_like_llama_cpp() {
     // <pad> <eos> <bos> <mask> [multimodal] <start_of_turn> <end_of_turn> </s> <unused0> <s> "  " "\n" <table> <unk>
     let ids = [0, 1, 2, 4, 5, 105, 106, 212, 6, 203, 138, 107, 168, 3];
     // What llama_detokenize(ids, remove_special = false, unparse_special = false) returns.
-    assert_eq!(
-        tokenizer().decode(&ids).expect("decoding succeeds"),
-        "[multimodal]<s>  \n<table>"
-    );
+    assert_eq!(tokenizer().decode(&ids).expect("decoding succeeds"), "[multimodal]<s>  \n<table>");
 }
 
 #[test]
@@ -183,10 +156,7 @@ fn special_ids_are_gemma_3s() {
     assert_eq!(tokenizer.bos_id(), 2);
     assert_eq!(tokenizer.eos_id(), 1);
     assert_eq!(tokenizer.end_of_turn_id(), Some(106));
-    assert_eq!(
-        tokenizer.token_text(105).as_deref(),
-        Some("<start_of_turn>")
-    );
+    assert_eq!(tokenizer.token_text(105).as_deref(), Some("<start_of_turn>"));
     assert_eq!(tokenizer.token_text(107).as_deref(), Some("\n"));
     assert_eq!(tokenizer.token_text(262_144), None);
 }

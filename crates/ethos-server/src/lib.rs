@@ -71,16 +71,8 @@ struct AppState {
 /// The router, with a batcher task running on the current tokio runtime.
 pub fn router(model: Arc<dyn ChatModel>, config: ServerConfig) -> Router {
     let (sender, receiver) = mpsc::channel(1024);
-    tokio::spawn(run_batcher(
-        model,
-        receiver,
-        config.max_batch.max(1),
-        config.batch_window,
-    ));
-    let state = AppState {
-        config: Arc::new(config),
-        batcher: sender,
-    };
+    tokio::spawn(run_batcher(model, receiver, config.max_batch.max(1), config.batch_window));
+    let state = AppState { config: Arc::new(config), batcher: sender };
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/models", get(openai_api::list_models))

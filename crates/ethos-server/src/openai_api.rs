@@ -121,21 +121,13 @@ struct ApiError {
 
 impl ApiError {
     fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            param,
-        }
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), param }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let kind = if self.status.is_client_error() {
-            "invalid_request_error"
-        } else {
-            "server_error"
-        };
+        let kind = if self.status.is_client_error() { "invalid_request_error" } else { "server_error" };
         let body = json!({"error": {"message": self.message, "type": kind, "param": self.param, "code": null}});
         (self.status, Json(body)).into_response()
     }
@@ -157,22 +149,15 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, body: Bytes)
 
 async fn answer(state: &AppState, body: &[u8]) -> Result<ChatCompletionResponse, ApiError> {
     let wire: ChatCompletionRequest = serde_json::from_slice(body).map_err(|err| {
-        ApiError::invalid(
-            format!("request body is not a valid chat completion request: {err}"),
-            None,
-        )
+        ApiError::invalid(format!("request body is not a valid chat completion request: {err}"), None)
     })?;
     let request = to_chat_request(&wire, &state.config)?;
     let (reply, receive) = oneshot::channel();
-    state
-        .batcher
-        .send((request.clone(), reply))
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "server is shutting down".into(),
-            param: None,
-        })?;
+    state.batcher.send((request.clone(), reply)).await.map_err(|_| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "server is shutting down".into(),
+        param: None,
+    })?;
     let result = receive.await.map_err(|_| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message: "model task ended".into(),
@@ -183,28 +168,16 @@ async fn answer(state: &AppState, body: &[u8]) -> Result<ChatCompletionResponse,
         message: format!("model error: {err}"),
         param: None,
     })?;
-    let model = wire
-        .model
-        .clone()
-        .unwrap_or_else(|| state.config.model_name.clone());
+    let model = wire.model.clone().unwrap_or_else(|| state.config.model_name.clone());
     Ok(to_wire_response(&response, &request, model))
 }
 
-fn to_chat_request(
-    wire: &ChatCompletionRequest,
-    config: &crate::ServerConfig,
-) -> Result<ChatRequest, ApiError> {
+fn to_chat_request(wire: &ChatCompletionRequest, config: &crate::ServerConfig) -> Result<ChatRequest, ApiError> {
     if wire.stream == Some(true) {
-        return Err(ApiError::invalid(
-            "streaming is not supported by ethos serve",
-            Some("stream"),
-        ));
+        return Err(ApiError::invalid("streaming is not supported by ethos serve", Some("stream")));
     }
     if wire.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages must not be empty",
-            Some("messages"),
-        ));
+        return Err(ApiError::invalid("messages must not be empty", Some("messages")));
     }
     let mut messages = Vec::with_capacity(wire.messages.len());
     for message in &wire.messages {
@@ -212,12 +185,7 @@ fn to_chat_request(
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            other => {
-                return Err(ApiError::invalid(
-                    format!("unsupported role `{other}`"),
-                    Some("messages"),
-                ))
-            }
+            other => return Err(ApiError::invalid(format!("unsupported role `{other}`"), Some("messages"))),
         };
         let content = match &message.content {
             WireContent::Text(text) => text.clone(),
@@ -241,26 +209,17 @@ fn to_chat_request(
     }
     let n = wire.n.unwrap_or(1);
     if n == 0 || n > config.max_n {
-        return Err(ApiError::invalid(
-            format!("n must be in 1..={}", config.max_n),
-            Some("n"),
-        ));
+        return Err(ApiError::invalid(format!("n must be in 1..={}", config.max_n), Some("n")));
     }
     let temperature = wire.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid(
-            "temperature must be in [0, 2]",
-            Some("temperature"),
-        ));
+        return Err(ApiError::invalid("temperature must be in [0, 2]", Some("temperature")));
     }
     let top_p = wire.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(ApiError::invalid("top_p must be in (0, 1]", Some("top_p")));
     }
-    let max_tokens = wire
-        .max_completion_tokens
-        .or(wire.max_tokens)
-        .unwrap_or(512);
+    let max_tokens = wire.max_completion_tokens.or(wire.max_tokens).unwrap_or(512);
     if max_tokens == 0 || max_tokens > config.max_tokens_limit {
         return Err(ApiError::invalid(
             format!("max_tokens must be in 1..={}", config.max_tokens_limit),
@@ -278,34 +237,16 @@ fn to_chat_request(
     };
     // Without a seed, sampling differs per request, as with OpenAI's API.
     let seed = wire.seed.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default()
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or_default()
     });
     Ok(ChatRequest {
         messages,
-        sampling: SamplingParams {
-            n,
-            temperature,
-            top_p,
-            max_tokens,
-            stop,
-            seed,
-            top_logprobs,
-        },
+        sampling: SamplingParams { n, temperature, top_p, max_tokens, stop, seed, top_logprobs },
     })
 }
 
-fn to_wire_response(
-    response: &ChatResponse,
-    request: &ChatRequest,
-    model: String,
-) -> ChatCompletionResponse {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+fn to_wire_response(response: &ChatResponse, request: &ChatRequest, model: String) -> ChatCompletionResponse {
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     let mut completion_tokens = 0u64;
     let choices = response
         .choices
@@ -365,50 +306,21 @@ mod tests {
             "logprobs": true, "top_logprobs": 5
         }))
         .unwrap();
-        assert_eq!(
-            request.messages,
-            vec![Message::system("Be brief."), Message::user("Hi")]
-        );
+        assert_eq!(request.messages, vec![Message::system("Be brief."), Message::user("Hi")]);
         let sampling = request.sampling;
-        assert_eq!(
-            (
-                sampling.n,
-                sampling.temperature,
-                sampling.top_p,
-                sampling.max_tokens
-            ),
-            (3, 0.0, 0.5, 7)
-        );
-        assert_eq!(
-            (sampling.stop, sampling.seed, sampling.top_logprobs),
-            (vec!["\n".to_string()], 9, Some(5))
-        );
+        assert_eq!((sampling.n, sampling.temperature, sampling.top_p, sampling.max_tokens), (3, 0.0, 0.5, 7));
+        assert_eq!((sampling.stop, sampling.seed, sampling.top_logprobs), (vec!["\n".to_string()], 9, Some(5)));
     }
 
     #[test]
     fn rejects_bad_requests_with_the_parameter_named() {
         let cases = [
             (json!({"messages": []}), "messages"),
-            (
-                json!({"messages": [{"role": "tool", "content": "x"}]}),
-                "messages",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "x"}], "n": 0}),
-                "n",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}),
-                "temperature",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}),
-                "max_tokens",
-            ),
-            (
-                json!({"messages": [{"role": "user", "content": "x"}], "stream": true}),
-                "stream",
-            ),
+            (json!({"messages": [{"role": "tool", "content": "x"}]}), "messages"),
+            (json!({"messages": [{"role": "user", "content": "x"}], "n": 0}), "n"),
+            (json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3}), "temperature"),
+            (json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}), "max_tokens"),
+            (json!({"messages": [{"role": "user", "content": "x"}], "stream": true}), "stream"),
         ];
         for (body, param) in cases {
             let err = parse(body).unwrap_err();

@@ -6,8 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ethos_core::records::FinishReason;
 use ethos_llm::{
-    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, Generation,
-    LlmError, ModelSpec,
+    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, Generation, LlmError, ModelSpec,
 };
 use serde_json::{json, Value};
 
@@ -26,11 +25,7 @@ impl ChatModel for ScriptedModel {
         "scripted".into()
     }
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let last = request
-            .messages
-            .last()
-            .map(|m| m.content.clone())
-            .unwrap_or_default();
+        let last = request.messages.last().map(|m| m.content.clone()).unwrap_or_default();
         if last == "fail" {
             return Err(LlmError::Inference("scripted failure".into()));
         }
@@ -42,10 +37,7 @@ impl ChatModel for ScriptedModel {
                 top_logprobs: None,
             })
             .collect();
-        Ok(ChatResponse {
-            choices,
-            prompt_tokens: Some(5),
-        })
+        Ok(ChatResponse { choices, prompt_tokens: Some(5) })
     }
     async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
         self.batch_sizes.lock().unwrap().push(requests.len());
@@ -57,25 +49,17 @@ impl ChatModel for ScriptedModel {
         }
         results
     }
-    async fn continuation_logprobs(
-        &self,
-        _: &ContinuationRequest,
-    ) -> Result<Vec<ContinuationLogprobs>, LlmError> {
+    async fn continuation_logprobs(&self, _: &ContinuationRequest) -> Result<Vec<ContinuationLogprobs>, LlmError> {
         Err(LlmError::Unsupported("scripted".into()))
     }
 }
 
 async fn start() -> (String, Arc<ScriptedModel>) {
-    let model = Arc::new(ScriptedModel {
-        spec: "embedded:gemma-3-270m".parse().unwrap(),
-        batch_sizes: Mutex::new(Vec::new()),
-    });
+    let model =
+        Arc::new(ScriptedModel { spec: "embedded:gemma-3-270m".parse().unwrap(), batch_sizes: Mutex::new(Vec::new()) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let config = ethos_server::ServerConfig {
-        address,
-        ..Default::default()
-    };
+    let config = ethos_server::ServerConfig { address, ..Default::default() };
     let served: Arc<dyn ChatModel> = model.clone();
     tokio::spawn(ethos_server::serve(listener, served, config));
     (format!("http://{address}"), model)
@@ -100,14 +84,7 @@ async fn answers_in_openai_format() {
     assert_eq!(body["choices"][1]["message"]["content"], "hello #1 seed=4");
     assert_eq!(body["choices"][1]["finish_reason"], "stop");
     assert_eq!(body["usage"]["completion_tokens"], 6);
-    let models: Value = client
-        .get(format!("{base}/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = client.get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
     assert_eq!(models["data"][0]["id"], "gemma-3-270m");
 }
 
@@ -137,22 +114,14 @@ async fn concurrent_requests_are_batched_and_each_gets_its_own_reply() {
     let sizes = model.batch_sizes.lock().unwrap().clone();
     assert_eq!(sizes.iter().sum::<usize>(), 16);
     assert!(sizes.iter().all(|&size| size <= 8), "{sizes:?}");
-    assert!(
-        sizes.iter().any(|&size| size > 1),
-        "no batching happened: {sizes:?}"
-    );
+    assert!(sizes.iter().any(|&size| size > 1), "no batching happened: {sizes:?}");
 }
 
 #[tokio::test]
 async fn errors_are_openai_shaped() {
     let (base, _) = start().await;
     let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{base}/v1/chat/completions"))
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let response = client.post(format!("{base}/v1/chat/completions")).body("{not json").send().await.unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "invalid_request_error");
@@ -164,8 +133,5 @@ async fn errors_are_openai_shaped() {
         .unwrap();
     assert_eq!(response.status(), 500);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("scripted failure"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("scripted failure"));
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod common;
 pub mod demo;
 pub mod respond;
 pub mod serve;

@@ -82,9 +82,7 @@ impl GemmaTokenizer {
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>, LlmError> {
         let mut bytes = Vec::with_capacity(ids.len() * 4);
         for &id in ids {
-            let (Some(kind), Some(piece)) =
-                (self.kinds.get(id as usize), self.pieces.get(id as usize))
-            else {
+            let (Some(kind), Some(piece)) = (self.kinds.get(id as usize), self.pieces.get(id as usize)) else {
                 return Err(LlmError::Tokenizer(format!(
                     "token id {id} is out of range for a vocabulary of {} tokens",
                     self.pieces.len()
@@ -227,11 +225,10 @@ impl VocabMetadata {
             .iter()
             .enumerate()
             .map(|(id, value)| {
-                value.to_string().cloned().map_err(|err| {
-                    LlmError::Tokenizer(format!(
-                        "tokenizer.ggml.tokens[{id}] is not a string: {err}"
-                    ))
-                })
+                value
+                    .to_string()
+                    .cloned()
+                    .map_err(|err| LlmError::Tokenizer(format!("tokenizer.ggml.tokens[{id}] is not a string: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let n_tokens = pieces.len();
@@ -245,9 +242,9 @@ impl VocabMetadata {
                 .map(|(id, value)| match value {
                     gguf_file::Value::F32(score) => Ok(*score),
                     gguf_file::Value::I32(score) => Ok(*score as f32),
-                    other => Err(LlmError::Tokenizer(format!(
-                        "tokenizer.ggml.scores[{id}] is not an f32 or i32: {other:?}"
-                    ))),
+                    other => {
+                        Err(LlmError::Tokenizer(format!("tokenizer.ggml.scores[{id}] is not an f32 or i32: {other:?}")))
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
@@ -258,59 +255,33 @@ impl VocabMetadata {
                 .enumerate()
                 .map(|(id, value)| {
                     value.to_i32().map_err(|err| {
-                        LlmError::Tokenizer(format!(
-                            "tokenizer.ggml.token_type[{id}] is not an i32: {err}"
-                        ))
+                        LlmError::Tokenizer(format!("tokenizer.ggml.token_type[{id}] is not an i32: {err}"))
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        let bos_id =
-            metadata_token_id(content, "tokenizer.ggml.bos_token_id")?.ok_or_else(|| {
-                LlmError::Tokenizer("the GGUF has no tokenizer.ggml.bos_token_id".to_owned())
-            })?;
-        let eos_id =
-            metadata_token_id(content, "tokenizer.ggml.eos_token_id")?.ok_or_else(|| {
-                LlmError::Tokenizer("the GGUF has no tokenizer.ggml.eos_token_id".to_owned())
-            })?;
+        let bos_id = metadata_token_id(content, "tokenizer.ggml.bos_token_id")?
+            .ok_or_else(|| LlmError::Tokenizer("the GGUF has no tokenizer.ggml.bos_token_id".to_owned()))?;
+        let eos_id = metadata_token_id(content, "tokenizer.ggml.eos_token_id")?
+            .ok_or_else(|| LlmError::Tokenizer("the GGUF has no tokenizer.ggml.eos_token_id".to_owned()))?;
         let unknown_id = metadata_token_id(content, "tokenizer.ggml.unknown_token_id")?;
         // llama.cpp's default for SentencePiece vocabularies is to add the prefix; Gemma's GGUF turns it off.
         let add_space_prefix = match content.metadata.get("tokenizer.ggml.add_space_prefix") {
             None => true,
-            Some(value) => value.to_bool().map_err(|err| {
-                LlmError::Tokenizer(format!(
-                    "tokenizer.ggml.add_space_prefix is not a bool: {err}"
-                ))
-            })?,
+            Some(value) => value
+                .to_bool()
+                .map_err(|err| LlmError::Tokenizer(format!("tokenizer.ggml.add_space_prefix is not a bool: {err}")))?,
         };
-        Ok(VocabMetadata {
-            pieces,
-            scores,
-            token_types,
-            bos_id,
-            eos_id,
-            unknown_id,
-            add_space_prefix,
-        })
+        Ok(VocabMetadata { pieces, scores, token_types, bos_id, eos_id, unknown_id, add_space_prefix })
     }
 }
 
 impl GemmaTokenizer {
     fn from_metadata(metadata: VocabMetadata) -> Result<Self, LlmError> {
-        let VocabMetadata {
-            mut pieces,
-            scores,
-            token_types,
-            bos_id,
-            eos_id,
-            unknown_id,
-            add_space_prefix,
-        } = metadata;
+        let VocabMetadata { mut pieces, scores, token_types, bos_id, eos_id, unknown_id, add_space_prefix } = metadata;
         let n_tokens = pieces.len();
         if n_tokens == 0 || n_tokens > u32::MAX as usize {
-            return Err(LlmError::Tokenizer(format!(
-                "the vocabulary has {n_tokens} tokens"
-            )));
+            return Err(LlmError::Tokenizer(format!("the vocabulary has {n_tokens} tokens")));
         }
         if scores.len() < n_tokens || token_types.len() < n_tokens {
             return Err(LlmError::Tokenizer(format!(
@@ -319,11 +290,7 @@ impl GemmaTokenizer {
                 token_types.len()
             )));
         }
-        for (name, id) in [
-            ("bos", Some(bos_id)),
-            ("eos", Some(eos_id)),
-            ("unknown", unknown_id),
-        ] {
+        for (name, id) in [("bos", Some(bos_id)), ("eos", Some(eos_id)), ("unknown", unknown_id)] {
             if let Some(id) = id.filter(|&id| id as usize >= n_tokens) {
                 return Err(LlmError::Tokenizer(format!(
                     "the {name} token id {id} is out of range for a vocabulary of {n_tokens} tokens"
@@ -343,13 +310,9 @@ impl GemmaTokenizer {
             .enumerate()
             .map(|(id, (piece, &token_type))| token_kind(id, piece, token_type))
             .collect::<Result<Vec<_>, _>>()?;
-        let user_defined_longest_first =
-            longest_first(&pieces, &kinds, |kind| kind == TokenKind::UserDefined);
+        let user_defined_longest_first = longest_first(&pieces, &kinds, |kind| kind == TokenKind::UserDefined);
         let special_longest_first = longest_first(&pieces, &kinds, |kind| {
-            matches!(
-                kind,
-                TokenKind::UserDefined | TokenKind::Control | TokenKind::Unknown
-            )
+            matches!(kind, TokenKind::UserDefined | TokenKind::Control | TokenKind::Unknown)
         });
 
         let mut vocab = Vocab::with_capacity(n_tokens);
@@ -362,23 +325,15 @@ impl GemmaTokenizer {
         }
         // Byte fallback must cover every byte, or text could silently turn into `<unk>`.
         if let Some(byte) = (0..=u8::MAX).find(|byte| !vocab.contains_key(&byte_piece(*byte))) {
-            return Err(LlmError::Tokenizer(format!(
-                "the vocabulary has no byte token {}",
-                byte_piece(byte)
-            )));
+            return Err(LlmError::Tokenizer(format!("the vocabulary has no byte token {}", byte_piece(byte))));
         }
         let end_of_turn_id = vocab.get("<end_of_turn>").copied();
         let merges = derive_merges(&pieces, &scores, &vocab);
-        let mut builder = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .byte_fallback(true)
-            .fuse_unk(true);
+        let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
         if let Some(unknown_id) = unknown_id {
             builder = builder.unk_token(pieces[unknown_id as usize].clone());
         }
-        let bpe = builder
-            .build()
-            .map_err(|err| LlmError::Tokenizer(format!("cannot build the BPE model: {err}")))?;
+        let bpe = builder.build().map_err(|err| LlmError::Tokenizer(format!("cannot build the BPE model: {err}")))?;
 
         Ok(GemmaTokenizer {
             bpe,
@@ -393,12 +348,7 @@ impl GemmaTokenizer {
         })
     }
 
-    fn encode_matching(
-        &self,
-        text: &str,
-        add_bos: bool,
-        matchable_ids: &[u32],
-    ) -> Result<Vec<u32>, LlmError> {
+    fn encode_matching(&self, text: &str, add_bos: bool, matchable_ids: &[u32]) -> Result<Vec<u32>, LlmError> {
         let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if add_bos {
             ids.push(self.bos_id);
@@ -416,16 +366,11 @@ impl GemmaTokenizer {
                     if self.add_space_prefix && previous_was_token {
                         escaped.push(SPACE_MARKER);
                     }
-                    escaped.extend(text[range].chars().map(|c| {
-                        if c == ' ' {
-                            SPACE_MARKER
-                        } else {
-                            c
-                        }
-                    }));
-                    let tokens = self.bpe.tokenize(&escaped).map_err(|err| {
-                        LlmError::Tokenizer(format!("cannot tokenize {escaped:?}: {err}"))
-                    })?;
+                    escaped.extend(text[range].chars().map(|c| if c == ' ' { SPACE_MARKER } else { c }));
+                    let tokens = self
+                        .bpe
+                        .tokenize(&escaped)
+                        .map_err(|err| LlmError::Tokenizer(format!("cannot tokenize {escaped:?}: {err}")))?;
                     ids.extend(tokens.iter().map(|token| token.id));
                     previous_was_token = false;
                 }
@@ -480,32 +425,21 @@ fn token_kind(id: usize, piece: &str, token_type: i32) -> Result<TokenKind, LlmE
         TOKEN_TYPE_CONTROL => TokenKind::Control,
         TOKEN_TYPE_USER_DEFINED => TokenKind::UserDefined,
         TOKEN_TYPE_BYTE => {
-            let byte = parse_byte_piece(piece).ok_or_else(|| {
-                LlmError::Tokenizer(format!(
-                    "byte token {id} has the piece {piece:?}, not <0xNN>"
-                ))
-            })?;
+            let byte = parse_byte_piece(piece)
+                .ok_or_else(|| LlmError::Tokenizer(format!("byte token {id} has the piece {piece:?}, not <0xNN>")))?;
             TokenKind::Byte(byte)
         }
         _ => TokenKind::Unused,
     };
-    if matches!(kind, TokenKind::Normal | TokenKind::UserDefined)
-        && CONTROL_LOOKING_PIECES.contains(&piece)
-    {
+    if matches!(kind, TokenKind::Normal | TokenKind::UserDefined) && CONTROL_LOOKING_PIECES.contains(&piece) {
         return Ok(TokenKind::Control);
     }
     Ok(kind)
 }
 
 /// The ids whose kind passes `keep`, longest piece first; ties keep id order.
-fn longest_first(
-    pieces: &[String],
-    kinds: &[TokenKind],
-    keep: impl Fn(TokenKind) -> bool,
-) -> Vec<u32> {
-    let mut ids: Vec<u32> = (0..pieces.len() as u32)
-        .filter(|&id| keep(kinds[id as usize]))
-        .collect();
+fn longest_first(pieces: &[String], kinds: &[TokenKind], keep: impl Fn(TokenKind) -> bool) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..pieces.len() as u32).filter(|&id| keep(kinds[id as usize])).collect();
     ids.sort_by_key(|&id| std::cmp::Reverse(pieces[id as usize].len()));
     ids
 }
@@ -527,10 +461,7 @@ fn derive_merges(pieces: &[String], scores: &[f32], vocab: &Vocab) -> Vec<(Strin
         }
     }
     splits.sort_unstable_by(|a, b| {
-        scores[b.0 as usize]
-            .total_cmp(&scores[a.0 as usize])
-            .then(a.0.cmp(&b.0))
-            .then(a.1.cmp(&b.1))
+        scores[b.0 as usize].total_cmp(&scores[a.0 as usize]).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1))
     });
     splits
         .into_iter()
@@ -564,10 +495,7 @@ struct BytePairSet {
 
 impl BytePairSet {
     fn of(bytes: &[u8]) -> Self {
-        let mut set = BytePairSet {
-            pairs: vec![0; (1 << 16) / 64],
-            singles: [0; 4],
-        };
+        let mut set = BytePairSet { pairs: vec![0; (1 << 16) / 64], singles: [0; 4] };
         for &byte in bytes {
             set.singles[usize::from(byte) / 64] |= 1 << (byte % 64);
         }
@@ -590,14 +518,8 @@ impl BytePairSet {
     }
 }
 
-fn metadata_value<'a>(
-    content: &'a gguf_file::Content,
-    key: &str,
-) -> Result<&'a gguf_file::Value, LlmError> {
-    content
-        .metadata
-        .get(key)
-        .ok_or_else(|| LlmError::Tokenizer(format!("the GGUF has no {key}")))
+fn metadata_value<'a>(content: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value, LlmError> {
+    content.metadata.get(key).ok_or_else(|| LlmError::Tokenizer(format!("the GGUF has no {key}")))
 }
 
 fn metadata_string<'a>(content: &'a gguf_file::Content, key: &str) -> Result<&'a str, LlmError> {
@@ -607,10 +529,7 @@ fn metadata_string<'a>(content: &'a gguf_file::Content, key: &str) -> Result<&'a
         .map_err(|err| LlmError::Tokenizer(format!("{key} is not a string: {err}")))
 }
 
-fn metadata_array<'a>(
-    content: &'a gguf_file::Content,
-    key: &str,
-) -> Result<&'a [gguf_file::Value], LlmError> {
+fn metadata_array<'a>(content: &'a gguf_file::Content, key: &str) -> Result<&'a [gguf_file::Value], LlmError> {
     metadata_value(content, key)?
         .to_vec()
         .map(Vec::as_slice)
@@ -631,15 +550,9 @@ fn metadata_token_id(content: &gguf_file::Content, key: &str) -> Result<Option<u
         gguf_file::Value::I32(id) => i64::from(*id),
         gguf_file::Value::I64(id) => *id,
         gguf_file::Value::U64(id) => i64::try_from(*id).unwrap_or(i64::MAX),
-        other => {
-            return Err(LlmError::Tokenizer(format!(
-                "{key} is not an integer: {other:?}"
-            )))
-        }
+        other => return Err(LlmError::Tokenizer(format!("{key} is not an integer: {other:?}"))),
     };
-    u32::try_from(id)
-        .map(Some)
-        .map_err(|_| LlmError::Tokenizer(format!("{key} is {id}, not a token id")))
+    u32::try_from(id).map(Some).map_err(|_| LlmError::Tokenizer(format!("{key} is {id}, not a token id")))
 }
 
 #[cfg(test)]
@@ -678,24 +591,12 @@ mod tests {
             ("e", -9.0),
             ("t", -10.0),
         ];
-        entries.extend(
-            base.iter()
-                .chain(extra)
-                .map(|(piece, score)| (piece.to_string(), *score, TOKEN_TYPE_NORMAL)),
-        );
+        entries.extend(base.iter().chain(extra).map(|(piece, score)| (piece.to_string(), *score, TOKEN_TYPE_NORMAL)));
         let metadata = HashMap::from([
-            (
-                "tokenizer.ggml.model".to_owned(),
-                Value::String("llama".into()),
-            ),
+            ("tokenizer.ggml.model".to_owned(), Value::String("llama".into())),
             (
                 "tokenizer.ggml.tokens".to_owned(),
-                Value::Array(
-                    entries
-                        .iter()
-                        .map(|entry| Value::String(entry.0.clone()))
-                        .collect(),
-                ),
+                Value::Array(entries.iter().map(|entry| Value::String(entry.0.clone())).collect()),
             ),
             (
                 "tokenizer.ggml.scores".to_owned(),
@@ -708,10 +609,7 @@ mod tests {
             ("tokenizer.ggml.bos_token_id".to_owned(), Value::U32(2)),
             ("tokenizer.ggml.eos_token_id".to_owned(), Value::U32(1)),
             ("tokenizer.ggml.unknown_token_id".to_owned(), Value::U32(3)),
-            (
-                "tokenizer.ggml.add_space_prefix".to_owned(),
-                Value::Bool(add_space_prefix),
-            ),
+            ("tokenizer.ggml.add_space_prefix".to_owned(), Value::Bool(add_space_prefix)),
         ]);
         gguf_file::Content {
             magic: gguf_file::VersionedMagic::GgufV3,
@@ -726,35 +624,19 @@ mod tests {
     }
 
     fn pieces_of(tokenizer: &GemmaTokenizer, ids: &[u32]) -> Vec<String> {
-        ids.iter()
-            .map(|&id| {
-                tokenizer
-                    .token_text(id)
-                    .expect("ids come from the vocabulary")
-            })
-            .collect()
+        ids.iter().map(|&id| tokenizer.token_text(id).expect("ids come from the vocabulary")).collect()
     }
 
     /// Encodes `text` without BOS, checks the pieces, and checks that decoding gives the text back.
     fn check(tokenizer: &GemmaTokenizer, text: &str, expect: &[&str]) {
         let ids = tokenizer.encode(text, false).expect("encoding succeeds");
         assert_eq!(pieces_of(tokenizer, &ids), expect, "pieces of {text:?}");
-        assert_eq!(
-            tokenizer.decode(&ids).expect("decoding succeeds"),
-            text,
-            "round trip of {text:?}"
-        );
+        assert_eq!(tokenizer.decode(&ids).expect("decoding succeeds"), text, "round trip of {text:?}");
     }
 
     fn check_special(tokenizer: &GemmaTokenizer, text: &str, expect: &[&str]) {
-        let ids = tokenizer
-            .encode_with_special(text, false)
-            .expect("encoding succeeds");
-        assert_eq!(
-            pieces_of(tokenizer, &ids),
-            expect,
-            "pieces of {text:?} with special tokens"
-        );
+        let ids = tokenizer.encode_with_special(text, false).expect("encoding succeeds");
+        assert_eq!(pieces_of(tokenizer, &ids), expect, "pieces of {text:?} with special tokens");
     }
 
     #[test]
@@ -774,21 +656,12 @@ mod tests {
 
     #[test]
     fn derived_merges_are_ranked_by_score_then_id() {
-        let pieces: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"]
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
+        let pieces: Vec<String> = ["a", "b", "c", "ab", "bc", "abc"].iter().map(|p| p.to_string()).collect();
         let scores = [-1.0, -2.0, -3.0, -5.0, -4.0, -6.0];
-        let vocab: Vocab = (0..)
-            .zip(&pieces)
-            .map(|(id, piece)| (piece.clone(), id))
-            .collect();
+        let vocab: Vocab = (0..).zip(&pieces).map(|(id, piece)| (piece.clone(), id)).collect();
         let merges = derive_merges(&pieces, &scores, &vocab);
         let expect = [("b", "c"), ("a", "b"), ("a", "bc"), ("ab", "c")];
-        let expect: Vec<(String, String)> = expect
-            .iter()
-            .map(|(l, r)| (l.to_string(), r.to_string()))
-            .collect();
+        let expect: Vec<(String, String)> = expect.iter().map(|(l, r)| (l.to_string(), r.to_string())).collect();
         assert_eq!(merges, expect);
     }
 
@@ -803,8 +676,7 @@ mod tests {
 
     #[test]
     fn add_space_prefix_marks_the_start_and_text_after_tokens() {
-        let tokenizer =
-            GemmaTokenizer::from_gguf(&tiny_gguf(&[("▁a", -11.0)], true)).expect("valid");
+        let tokenizer = GemmaTokenizer::from_gguf(&tiny_gguf(&[("▁a", -11.0)], true)).expect("valid");
         let ids = tokenizer.encode("a\na", false).expect("encodes");
         assert_eq!(pieces_of(&tokenizer, &ids), ["▁a", "\n", "▁a"]);
     }
@@ -813,11 +685,7 @@ mod tests {
     fn unknown_characters_fall_back_to_bytes() {
         let tokenizer = tiny(&[]);
         check(&tokenizer, "é", &["<0xC3>", "<0xA9>"]);
-        check(
-            &tokenizer,
-            "a😀b",
-            &["a", "<0xF0>", "<0x9F>", "<0x98>", "<0x80>", "b"],
-        );
+        check(&tokenizer, "a😀b", &["a", "<0xF0>", "<0x9F>", "<0x98>", "<0x80>", "b"]);
         // A lone byte token decodes to U+FFFD instead of failing.
         let lone = tokenizer.encode("é", false).expect("encodes");
         assert_eq!(tokenizer.decode(&lone[..1]).expect("decodes"), "\u{FFFD}");
@@ -839,42 +707,24 @@ mod tests {
     fn control_tokens_are_matched_only_on_request() {
         let tokenizer = tiny(&[]);
         let plain = tokenizer.encode("<bos>", false).expect("encodes");
-        assert_eq!(
-            pieces_of(&tokenizer, &plain),
-            ["<", "b", "<0x6F>", "s", ">"]
-        );
-        check_special(
-            &tokenizer,
-            "<start_of_turn>a<end_of_turn>\n",
-            &["<start_of_turn>", "a", "<end_of_turn>", "\n"],
-        );
+        assert_eq!(pieces_of(&tokenizer, &plain), ["<", "b", "<0x6F>", "s", ">"]);
+        check_special(&tokenizer, "<start_of_turn>a<end_of_turn>\n", &["<start_of_turn>", "a", "<end_of_turn>", "\n"]);
         check_special(&tokenizer, "<unk><bos>", &["<unk>", "<bos>"]);
         // `</s>` is user-defined in the GGUF but control-looking, so llama.cpp treats it as control.
-        assert_eq!(
-            pieces_of(
-                &tokenizer,
-                &tokenizer.encode("</s>", false).expect("encodes")
-            ),
-            ["<", "/", "s", ">"]
-        );
+        assert_eq!(pieces_of(&tokenizer, &tokenizer.encode("</s>", false).expect("encodes")), ["<", "/", "s", ">"]);
         check_special(&tokenizer, "</s>", &["</s>"]);
     }
 
     #[test]
     fn decode_skips_control_tokens_and_keeps_user_defined_ones() {
         let tokenizer = tiny(&[]);
-        let ids = tokenizer
-            .encode_with_special("<start_of_turn>a  b<end_of_turn>", true)
-            .expect("encodes");
+        let ids = tokenizer.encode_with_special("<start_of_turn>a  b<end_of_turn>", true).expect("encodes");
         assert_eq!(ids[0], tokenizer.bos_id());
         assert_eq!(tokenizer.decode(&ids).expect("decodes"), "a  b");
         // `<unk>` is not rendered either, as in llama.cpp.
         assert_eq!(tokenizer.decode(&[3, 1]).expect("decodes"), "");
         let out_of_range = u32::try_from(tokenizer.vocab_size()).expect("small vocabulary");
-        assert!(matches!(
-            tokenizer.decode(&[out_of_range]),
-            Err(LlmError::Tokenizer(_))
-        ));
+        assert!(matches!(tokenizer.decode(&[out_of_range]), Err(LlmError::Tokenizer(_))));
     }
 
     #[test]
@@ -899,34 +749,19 @@ mod tests {
     #[test]
     fn invalid_metadata_is_an_error() {
         let mut content = tiny_gguf(&[], false);
-        content.metadata.insert(
-            "tokenizer.ggml.model".into(),
-            gguf_file::Value::String("gpt2".into()),
-        );
-        assert!(matches!(
-            GemmaTokenizer::from_gguf(&content),
-            Err(LlmError::Tokenizer(_))
-        ));
+        content.metadata.insert("tokenizer.ggml.model".into(), gguf_file::Value::String("gpt2".into()));
+        assert!(matches!(GemmaTokenizer::from_gguf(&content), Err(LlmError::Tokenizer(_))));
 
         let mut content = tiny_gguf(&[("a", -50.0)], false);
         let err = GemmaTokenizer::from_gguf(&content).expect_err("duplicate piece");
         assert!(err.to_string().contains("appears twice"), "{err}");
 
         content = tiny_gguf(&[], false);
-        content.metadata.insert(
-            "tokenizer.ggml.bos_token_id".into(),
-            gguf_file::Value::U32(1_000_000),
-        );
-        assert!(matches!(
-            GemmaTokenizer::from_gguf(&content),
-            Err(LlmError::Tokenizer(_))
-        ));
+        content.metadata.insert("tokenizer.ggml.bos_token_id".into(), gguf_file::Value::U32(1_000_000));
+        assert!(matches!(GemmaTokenizer::from_gguf(&content), Err(LlmError::Tokenizer(_))));
 
         content = tiny_gguf(&[], false);
         content.metadata.remove("tokenizer.ggml.tokens");
-        assert!(matches!(
-            GemmaTokenizer::from_gguf(&content),
-            Err(LlmError::Tokenizer(_))
-        ));
+        assert!(matches!(GemmaTokenizer::from_gguf(&content), Err(LlmError::Tokenizer(_))));
     }
 }

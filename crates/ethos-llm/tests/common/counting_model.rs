@@ -6,8 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use ethos_core::records::FinishReason;
 use ethos_llm::{
-    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, Generation,
-    LlmError, ModelSpec,
+    ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, Generation, LlmError, ModelSpec,
 };
 
 /// Counts requests answered (`n_requests`) and `chat_batch` calls; fails requests whose last message contains the
@@ -23,24 +22,15 @@ pub struct CountingModel {
 
 /// The reply of choice `choice_idx` to `request`; depends on everything that is part of a cache key.
 pub fn counting_reply(request: &ChatRequest, choice_idx: u32) -> String {
-    let last = request
-        .messages
-        .last()
-        .map(|message| message.content.as_str())
-        .unwrap_or_default();
-    format!(
-        "reply to {last} #{choice_idx} seed={} t={}",
-        request.sampling.seed, request.sampling.temperature
-    )
+    let last = request.messages.last().map(|message| message.content.as_str()).unwrap_or_default();
+    format!("reply to {last} #{choice_idx} seed={} t={}", request.sampling.seed, request.sampling.temperature)
 }
 
 impl CountingModel {
     /// A model with the given identity.
     pub fn new(identity: &str) -> CountingModel {
         CountingModel {
-            spec: "openai:http://127.0.0.1:9/v1#counting"
-                .parse()
-                .expect("valid spec"),
+            spec: "openai:http://127.0.0.1:9/v1#counting".parse().expect("valid spec"),
             identity: identity.to_string(),
             n_requests: AtomicU64::new(0),
             n_batch_calls: AtomicU64::new(0),
@@ -71,18 +61,10 @@ impl CountingModel {
 
     fn answer(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.n_requests.fetch_add(1, Ordering::SeqCst);
-        let last = request
-            .messages
-            .last()
-            .map(|message| message.content.as_str())
-            .unwrap_or_default();
+        let last = request.messages.last().map(|message| message.content.as_str()).unwrap_or_default();
         let fail_marker = self.fail_marker.lock().expect("lock").clone();
         if fail_marker.is_some_and(|marker| last.contains(&marker)) {
-            return Err(LlmError::Http {
-                status: 500,
-                url: "counting".into(),
-                body: format!("failed on {last}"),
-            });
+            return Err(LlmError::Http { status: 500, url: "counting".into(), body: format!("failed on {last}") });
         }
         let choices = (0..request.sampling.n)
             .map(|choice_idx| Generation {
@@ -92,10 +74,7 @@ impl CountingModel {
                 top_logprobs: None,
             })
             .collect();
-        Ok(ChatResponse {
-            choices,
-            prompt_tokens: Some(7),
-        })
+        Ok(ChatResponse { choices, prompt_tokens: Some(7) })
     }
 }
 
@@ -117,10 +96,7 @@ impl ChatModel for CountingModel {
 
     async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
         self.n_batch_calls.fetch_add(1, Ordering::SeqCst);
-        requests
-            .iter()
-            .map(|request| self.answer(request))
-            .collect()
+        requests.iter().map(|request| self.answer(request)).collect()
     }
 
     async fn continuation_logprobs(
@@ -133,10 +109,7 @@ impl ChatModel for CountingModel {
             .iter()
             .map(|continuation| {
                 let token_logprobs = vec![-(continuation.len() as f32)];
-                ContinuationLogprobs {
-                    logprob: -(continuation.len() as f64),
-                    token_logprobs,
-                }
+                ContinuationLogprobs { logprob: -(continuation.len() as f64), token_logprobs }
             })
             .collect())
     }

@@ -115,9 +115,7 @@ pub fn char_logprob(character: char) -> f32 {
 
 /// A base URL nobody listens on (the port was bound and released).
 pub async fn dead_base_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
     let port = listener.local_addr().expect("local address").port();
     drop(listener);
     format!("http://127.0.0.1:{port}/v1")
@@ -141,17 +139,12 @@ impl FaultServer {
             app = app.route("/v1/completions", post(echo_completions));
         }
         let app = app.with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let address = listener.local_addr().expect("local address");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        FaultServer {
-            base_url: format!("http://{address}/v1"),
-            state,
-        }
+        FaultServer { base_url: format!("http://{address}/v1"), state }
     }
 
     /// Every successful answer, in order.
@@ -180,23 +173,14 @@ impl FaultServer {
     }
 }
 
-async fn chat_completions(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn chat_completions(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("bad JSON: {err}")).into_response(),
     };
     let key = request["messages"]
         .as_array()
-        .and_then(|messages| {
-            messages
-                .iter()
-                .rev()
-                .find(|message| message["role"] == "user")
-        })
+        .and_then(|messages| messages.iter().rev().find(|message| message["role"] == "user"))
         .and_then(|message| message["content"].as_str())
         .unwrap_or_default()
         .to_string();
@@ -204,10 +188,7 @@ async fn chat_completions(
         return response;
     }
     let n_wanted = request["n"].as_u64().unwrap_or(1) as u32;
-    let n_choices = state
-        .config
-        .max_choices
-        .map_or(n_wanted, |max| n_wanted.min(max));
+    let n_choices = state.config.max_choices.map_or(n_wanted, |max| n_wanted.min(max));
     let seed = request["seed"].as_u64().unwrap_or(0);
     let top_logprobs = request["top_logprobs"].as_u64();
     let choices: Vec<Value> = (0..n_choices)
@@ -233,21 +214,9 @@ async fn chat_completions(
             })
         })
         .collect();
-    let completion_tokens: usize = choices
-        .iter()
-        .map(|choice| {
-            choice["message"]["content"]
-                .as_str()
-                .unwrap_or("")
-                .split(' ')
-                .count()
-        })
-        .sum();
-    state.record(Answered {
-        path: "chat/completions",
-        key,
-        n_choices,
-    });
+    let completion_tokens: usize =
+        choices.iter().map(|choice| choice["message"]["content"].as_str().unwrap_or("").split(' ').count()).sum();
+    state.record(Answered { path: "chat/completions", key, n_choices });
     let response = json!({
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -257,11 +226,7 @@ async fn chat_completions(
     (StatusCode::OK, axum::Json(response)).into_response()
 }
 
-async fn echo_completions(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn echo_completions(State(state): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => return (StatusCode::BAD_REQUEST, format!("bad JSON: {err}")).into_response(),
@@ -274,17 +239,10 @@ async fn echo_completions(
         return (StatusCode::BAD_REQUEST, "this server only scores prompts").into_response();
     }
     let tokens: Vec<String> = prompt.chars().map(String::from).collect();
-    let token_logprobs: Vec<Option<f32>> = prompt
-        .chars()
-        .enumerate()
-        .map(|(char_idx, c)| (char_idx > 0).then(|| char_logprob(c)))
-        .collect();
+    let token_logprobs: Vec<Option<f32>> =
+        prompt.chars().enumerate().map(|(char_idx, c)| (char_idx > 0).then(|| char_logprob(c))).collect();
     let text_offset: Vec<usize> = (0..tokens.len()).collect();
-    state.record(Answered {
-        path: "completions",
-        key: prompt.clone(),
-        n_choices: 1,
-    });
+    state.record(Answered { path: "completions", key: prompt.clone(), n_choices: 1 });
     let response = json!({
         "choices": [{
             "index": 0,
@@ -300,14 +258,9 @@ impl ServerState {
     /// Records the request and returns the fault response when this attempt faults.
     async fn intercept(&self, key: &str, headers: &HeaderMap, request: &Value) -> Option<Response> {
         self.n_requests.fetch_add(1, Ordering::SeqCst);
-        let authorization = headers
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .map(|value| value.to_string());
-        self.authorizations
-            .lock()
-            .expect("lock")
-            .push(authorization.clone());
+        let authorization =
+            headers.get("authorization").and_then(|value| value.to_str().ok()).map(|value| value.to_string());
+        self.authorizations.lock().expect("lock").push(authorization.clone());
         self.bodies.lock().expect("lock").push(request.clone());
         if key.contains("bad-request") {
             return Some((StatusCode::BAD_REQUEST, "this request is invalid").into_response());
@@ -331,43 +284,25 @@ impl ServerState {
         let fault_idx = (unit_hash(key, attempt_idx, 1) * self.config.faults.len() as f64) as usize;
         let fault = self.config.faults[fault_idx.min(self.config.faults.len() - 1)];
         // Error bodies quote the Authorization header, so tests can check the client masks the key.
-        let quoted = format!(
-            "request had authorization `{}`",
-            authorization.unwrap_or_default()
-        );
+        let quoted = format!("request had authorization `{}`", authorization.unwrap_or_default());
         Some(match fault {
-            Fault::RateLimited => (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("slow down; {quoted}"),
-            )
-                .into_response(),
+            Fault::RateLimited => (StatusCode::TOO_MANY_REQUESTS, format!("slow down; {quoted}")).into_response(),
             Fault::RateLimitedRetryAfter => {
                 let value = match &self.config.retry_after {
                     RetryAfter::Value(value) => value.clone(),
-                    RetryAfter::DateIn(delay) => {
-                        httpdate::fmt_http_date(SystemTime::now() + *delay)
-                    }
+                    RetryAfter::DateIn(delay) => httpdate::fmt_http_date(SystemTime::now() + *delay),
                 };
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("retry-after", value)],
-                    format!("slow down; {quoted}"),
-                )
+                (StatusCode::TOO_MANY_REQUESTS, [("retry-after", value)], format!("slow down; {quoted}"))
                     .into_response()
             }
-            Fault::ServerError => {
-                (StatusCode::INTERNAL_SERVER_ERROR, format!("boom; {quoted}")).into_response()
-            }
+            Fault::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, format!("boom; {quoted}")).into_response(),
             Fault::Hang => {
                 tokio::time::sleep(self.config.hang).await;
                 (StatusCode::INTERNAL_SERVER_ERROR, "hung").into_response()
             }
-            Fault::MalformedJson => (
-                StatusCode::OK,
-                [("content-type", "application/json")],
-                "{\"choices\": [{\"mess",
-            )
-                .into_response(),
+            Fault::MalformedJson => {
+                (StatusCode::OK, [("content-type", "application/json")], "{\"choices\": [{\"mess").into_response()
+            }
         })
     }
 

@@ -1,0 +1,187 @@
+//! Embedded Gemma-3-270M backend: the Q4_K_M GGUF run in-process with candle's quantized kernels.
+//!
+//! - [`fetch`] finds (or assembles) the GGUF file.
+//! - [`gemma3`] is the forward pass; [`generate`] samples and scores on top of it in batches.
+//! - [`chat_format`] writes conversations as few-shot transcripts, since the model is a base model.
+//! - [`EmbeddedModel`] puts these behind [`ChatModel`].
+
+pub mod chat_format;
+pub mod fetch;
+pub mod gemma3;
+pub mod generate;
+pub mod q8_matmul;
+mod tokenizer;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+pub use fetch::ensure_gemma_gguf;
+pub use tokenizer::GemmaTokenizer;
+
+use self::chat_format::ChatFormat;
+use self::gemma3::Gemma3;
+use self::generate::{GenerationJob, StopTokens, DEFAULT_MAX_BATCH};
+use crate::{ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, LlmError, ModelSpec};
+
+/// Gemma-3-270M in-process. Requests are decoded together in batches of up to
+/// [`DEFAULT_MAX_BATCH`] sequences on a blocking thread; one model serves one batch at a time.
+#[derive(Debug)]
+pub struct EmbeddedModel {
+    spec: ModelSpec,
+    identity: String,
+    format: ChatFormat,
+    engine: Arc<Mutex<Engine>>,
+}
+
+/// The state a batch needs, behind the model's mutex.
+#[derive(Debug)]
+struct Engine {
+    model: Gemma3,
+    tokenizer: GemmaTokenizer,
+    stop_tokens: StopTokens,
+}
+
+impl EmbeddedModel {
+    /// Loads the model named by an `embedded:` spec, fetching the GGUF file if needed.
+    pub fn load(spec: &ModelSpec) -> Result<Self, LlmError> {
+        let (model_name, adapter) = match spec {
+            ModelSpec::Embedded { model, adapter } => (model, adapter),
+            other => return Err(LlmError::Unsupported(format!("`{other}` is not an embedded model"))),
+        };
+        if adapter.is_some() {
+            return Err(LlmError::Unsupported("adapters arrive with the training issue".to_string()));
+        }
+        let path = fetch::ensure_gemma_gguf()?;
+        let digest = fetch::file_sha256_cached(&path)?;
+        let identity = format!("gemma-3-270m-q4_k_m@sha256:{}", &digest[..16.min(digest.len())]);
+        let (model, content) = Gemma3::load(&path)?;
+        let tokenizer = GemmaTokenizer::from_gguf(&content)?;
+        let stop_tokens = StopTokens::from_tokenizer(&tokenizer);
+        Ok(EmbeddedModel {
+            spec: spec.clone(),
+            identity,
+            format: ChatFormat::for_model(model_name),
+            engine: Arc::new(Mutex::new(Engine { model, tokenizer, stop_tokens })),
+        })
+    }
+
+    /// The chat format prompts are written in.
+    pub fn chat_format(&self) -> ChatFormat {
+        self.format
+    }
+
+    /// Runs `work` on a blocking thread with the engine locked.
+    async fn with_engine<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Result<T, LlmError> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || {
+            let guard = engine.lock().map_err(|_| LlmError::Inference("an earlier batch panicked".to_string()))?;
+            Ok(work(&guard))
+        })
+        .await
+        .map_err(|err| LlmError::Inference(format!("inference thread failed: {err}")))?
+    }
+}
+
+#[async_trait]
+impl ChatModel for EmbeddedModel {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn identity(&self) -> String {
+        self.identity.clone()
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let mut results = self.chat_batch(std::slice::from_ref(request)).await;
+        results.pop().unwrap_or_else(|| Err(LlmError::Inference("no result".to_string())))
+    }
+
+    async fn chat_batch(&self, requests: &[ChatRequest]) -> Vec<Result<ChatResponse, LlmError>> {
+        let format = self.format;
+        let n_requests = requests.len();
+        let requests = requests.to_vec();
+        let outcome = self
+            .with_engine(move |engine| {
+                // Requests that cannot be tokenized fail alone; the rest are decoded together.
+                let mut results: Vec<Option<Result<ChatResponse, LlmError>>> = Vec::with_capacity(requests.len());
+                let mut jobs = Vec::new();
+                let mut job_owner = Vec::new();
+                for (request_idx, request) in requests.iter().enumerate() {
+                    let prompt = format.render_prompt(&request.messages);
+                    match engine.tokenizer.encode(&prompt, true) {
+                        Ok(prompt_ids) => {
+                            let mut sampling = request.sampling.clone();
+                            sampling.stop.extend(format.stop_strings());
+                            jobs.push(GenerationJob { prompt_ids, sampling });
+                            job_owner.push(request_idx);
+                            results.push(None);
+                        }
+                        Err(err) => results.push(Some(Err(err))),
+                    }
+                }
+                match generate::generate(
+                    &engine.model,
+                    &engine.tokenizer,
+                    &engine.stop_tokens,
+                    &jobs,
+                    DEFAULT_MAX_BATCH,
+                ) {
+                    Ok(generations) => {
+                        for ((request_idx, job), mut choices) in job_owner.into_iter().zip(&jobs).zip(generations) {
+                            for choice in &mut choices {
+                                choice.text = format.clean_reply(&choice.text);
+                            }
+                            results[request_idx] =
+                                Some(Ok(ChatResponse { choices, prompt_tokens: Some(job.prompt_ids.len() as u32) }));
+                        }
+                    }
+                    Err(err) => {
+                        let message = err.to_string();
+                        for request_idx in job_owner {
+                            results[request_idx] = Some(Err(LlmError::Inference(message.clone())));
+                        }
+                    }
+                }
+                results
+                    .into_iter()
+                    .map(|result| result.unwrap_or_else(|| Err(LlmError::Inference("request was not run".to_string()))))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        match outcome {
+            Ok(results) => results,
+            Err(err) => {
+                let message = err.to_string();
+                (0..n_requests).map(|_| Err(LlmError::Inference(message.clone()))).collect()
+            }
+        }
+    }
+
+    async fn continuation_logprobs(
+        &self,
+        request: &ContinuationRequest,
+    ) -> Result<Vec<ContinuationLogprobs>, LlmError> {
+        let prompt = self.format.render_prompt(&request.messages);
+        let continuations = request.continuations.clone();
+        self.with_engine(move |engine| {
+            let prompt_ids = engine.tokenizer.encode(&prompt, true)?;
+            let continuation_ids =
+                continuations.iter().map(|text| engine.tokenizer.encode(text, false)).collect::<Result<Vec<_>, _>>()?;
+            let scores = generate::continuation_logprobs(&engine.model, &prompt_ids, &continuation_ids)?;
+            Ok(scores
+                .into_iter()
+                .map(|token_logprobs| ContinuationLogprobs {
+                    // A fold from +0.0: an empty sum of f64 in std is -0.0.
+                    logprob: token_logprobs.iter().fold(0.0, |total, &logprob| total + logprob as f64),
+                    token_logprobs,
+                })
+                .collect())
+        })
+        .await?
+    }
+}
