@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ethos_core::io::{read_jsonl, write_atomic, write_jsonl_atomic, ReadOptions};
 use ethos_core::records::{ConversationRecord, Message, Role, Sample};
+use ethos_core::{RecordError, RecordErrorKind};
 use ethos_llm::{ChatRequest, SamplingParams};
 
 use crate::commands::common::{self, ModelArgs};
@@ -65,13 +66,14 @@ pub fn run(args: RespondArgs, printer: &Printer) -> anyhow::Result<()> {
     let mut seen = HashSet::new();
     for (line, record) in &outcome.records {
         if !seen.insert(record.id.as_str()) {
-            anyhow::bail!("{}:{line}: field `id`: duplicate id `{}`", args.input.display(), record.id);
+            let message = format!("duplicate id `{}`", record.id);
+            let field = Some("id".to_string());
+            return Err(RecordError::at_line(RecordErrorKind::Duplicate, &args.input, *line, field, message).into());
         }
         if record.conversation.last().map(|m| m.role) != Some(Role::User) {
-            anyhow::bail!(
-                "{}:{line}: field `conversation`: must end with a user turn for the policy to reply to",
-                args.input.display()
-            );
+            let message = "must end with a user turn for the policy to reply to";
+            let field = Some("conversation".to_string());
+            return Err(RecordError::at_line(RecordErrorKind::InvalidValue, &args.input, *line, field, message).into());
         }
     }
     let persona = common::persona_prompt(&args.condition)?;
