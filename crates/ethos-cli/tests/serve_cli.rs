@@ -62,9 +62,11 @@ async fn openai_backend_talks_to_ethos_serve() {
     for result in &results {
         let response = result.as_ref().expect("server answers");
         assert_eq!(response.choices.len(), 2);
-        for choice in &response.choices {
-            assert!(choice.n_tokens > 0 && choice.n_tokens <= 12);
-        }
+        // The wire format reports only the total completion tokens; the client splits it across choices by
+        // length, so only the total is exact.
+        let total_tokens: u32 = response.choices.iter().map(|c| c.n_tokens).sum();
+        assert!(total_tokens > 0 && total_tokens <= 2 * 12, "{total_tokens} tokens");
+        assert!(response.choices.iter().any(|c| !c.text.trim().is_empty()), "{response:?}");
     }
     // Same seed, same request: same replies, whether batched with others or alone.
     let alone = client.chat(&requests[0]).await.unwrap();
