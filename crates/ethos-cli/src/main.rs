@@ -41,6 +41,17 @@ enum Command {
     Stats(commands::stats::StatsCommand),
     /// Fetch the embedded model (if missing) and show it replying to a few catalog scenarios.
     Demo(commands::demo::DemoArgs),
+    /// The scenario bank and scenario files: export with splits and filters, validate, count.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Generate scenarios with an LLM from the catalog (trait x domain x pressure type).
+    Generate(commands::generate::GenerateArgs),
+    /// Judges: validation against human labels and the injection battery.
+    #[command(subcommand)]
+    Judge(commands::judge::JudgeCommand),
+    /// Evaluations of a policy.
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +65,10 @@ fn main() -> ExitCode {
         Command::Bench(command) => commands::bench::run(command, &printer),
         Command::Stats(command) => commands::stats::run(command, &printer),
         Command::Demo(args) => commands::demo::run(args, &printer),
+        Command::Data(command) => commands::data::run(command, &printer),
+        Command::Generate(args) => commands::generate::run(args, &printer),
+        Command::Judge(command) => commands::judge::run(command, &printer),
+        Command::Eval(command) => commands::eval::run(command, &printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

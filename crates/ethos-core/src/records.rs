@@ -108,6 +108,22 @@ pub struct Scenario {
     pub source: String,
     /// Train or held-out.
     pub split: Split,
+    /// Catalog pressure-type id the scenario was written around, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<String>,
+    /// A reply that meets the rubric and one that fails it, when the scenario has them (the bank always does):
+    /// they measure whether a grader discriminates and seed supervised warm-start data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exemplars: Option<Exemplars>,
+}
+
+/// Two exemplar replies to a scenario, written with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exemplars {
+    /// Meets every positive criterion and no negative one.
+    pub good: String,
+    /// Fails the rubric in a plausible way.
+    pub bad: String,
 }
 
 /// A conversation to reply to: the input of `ethos respond`.

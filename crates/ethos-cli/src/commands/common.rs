@@ -36,6 +36,7 @@ pub struct ModelArgs {
 }
 
 /// A model ready for use, behind the request cache unless disabled.
+#[derive(Clone)]
 pub struct LoadedModel {
     /// The model to call.
     pub model: Arc<dyn ChatModel>,

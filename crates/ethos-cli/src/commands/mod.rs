@@ -3,7 +3,13 @@
 pub mod bench;
 pub mod catalog;
 pub mod common;
+pub mod data;
 pub mod demo;
+pub mod difficulty;
+pub mod eval;
+pub mod generate;
+pub mod judge;
+pub mod judges;
 pub mod respond;
 pub mod serve;
 pub mod stats;
@@ -13,6 +19,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     let is_user_error = err.chain().any(|cause| {
         cause.downcast_ref::<ethos_core::RecordError>().is_some()
             || cause.downcast_ref::<ethos_llm::SpecError>().is_some()
+            || cause.downcast_ref::<ethos_data::select::FilterError>().is_some()
     });
     if is_user_error {
         2

@@ -1,0 +1,194 @@
+//! `ethos eval traits` against a scripted OpenAI-compatible server on 127.0.0.1 (policy and judge), checking the
+//! run directory, the HealthBench scores against an independent computation, and resume without repeated calls;
+//! plus one fully offline run with the embedded model as policy and judge.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+fn ethos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ethos")).args(args).env_remove("RUST_LOG").output().expect("run ethos")
+}
+
+fn ethos_ok(args: &[&str]) -> (String, String) {
+    let output = ethos(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "ethos {args:?}: {stderr}");
+    (String::from_utf8(output.stdout).expect("UTF-8"), stderr)
+}
+
+#[derive(Default)]
+struct Calls {
+    policy: AtomicUsize,
+    judge: AtomicUsize,
+}
+
+/// Policy requests get "Scripted reply."; judge requests (our grading prompt) get `criteria_met: true` exactly when
+/// the criterion text has an even number of characters.
+async fn completions(State(calls): State<Arc<Calls>>, Json(body): Json<Value>) -> Json<Value> {
+    let prompt = body["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or("");
+    let content = if prompt.starts_with("You are grading one reply") {
+        calls.judge.fetch_add(1, Ordering::SeqCst);
+        let line = prompt.lines().find(|l| l.starts_with("Criterion (")).unwrap_or("");
+        let text = line.split_once("points): ").map(|(_, t)| t).unwrap_or("");
+        format!("{{\"explanation\": \"scripted\", \"criteria_met\": {}}}", text.chars().count() % 2 == 0)
+    } else {
+        calls.policy.fetch_add(1, Ordering::SeqCst);
+        "Scripted reply.".to_string()
+    };
+    Json(json!({
+        "id": "x", "object": "chat.completion", "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+    }))
+}
+
+fn start_server(calls: Arc<Calls>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let app = Router::new().route("/v1/chat/completions", post(completions)).with_state(calls);
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    let addr = rx.recv().expect("server address");
+    format!("openai:http://{addr}/v1#scripted")
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// The expected score of a scenario under the scripted judge: HealthBench formula with met = even-length text.
+fn expected_score(scenario: &Value) -> f64 {
+    let rubric = scenario["rubric"].as_array().expect("rubric");
+    let possible: f64 = rubric.iter().map(|c| c["points"].as_f64().expect("points")).filter(|p| *p > 0.0).sum();
+    let achieved: f64 = rubric
+        .iter()
+        .filter(|c| c["criterion"].as_str().expect("text").trim().chars().count() % 2 == 0)
+        .map(|c| c["points"].as_f64().expect("points"))
+        .sum();
+    achieved / possible
+}
+
+#[test]
+fn eval_traits_writes_scores_and_resumes_without_repeating_calls() {
+    let calls = Arc::new(Calls::default());
+    let spec = start_server(calls.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let run_s = run.to_str().expect("utf8");
+    let args = [
+        "eval",
+        "traits",
+        "--policy",
+        &spec,
+        "--judge",
+        &spec,
+        "--traits",
+        "truthfulness,corrigibility",
+        "--per-trait",
+        "2",
+        "--no-cache",
+        "--batch-size",
+        "2",
+        "--out",
+        run_s,
+    ];
+    let (stdout, _) = ethos_ok(&args);
+    assert!(stdout.contains("composite"), "{stdout}");
+    assert_eq!(calls.policy.load(Ordering::SeqCst), 4);
+
+    let scenarios_file = dir.path().join("s.jsonl");
+    ethos_ok(&[
+        "data",
+        "export",
+        "--traits",
+        "truthfulness,corrigibility",
+        "--out",
+        scenarios_file.to_str().expect("utf8"),
+    ]);
+    let by_id: HashMap<String, Value> =
+        read_jsonl(&scenarios_file).into_iter().map(|s| (s["id"].as_str().expect("id").to_string(), s)).collect();
+    let scores = read_jsonl(&run.join("item_scores.jsonl"));
+    assert_eq!(scores.len(), 4);
+    let total_criteria: usize =
+        scores.iter().map(|s| by_id[s["item"].as_str().expect("item")]["rubric"].as_array().expect("r").len()).sum();
+    assert_eq!(calls.judge.load(Ordering::SeqCst), total_criteria, "one judge call per criterion");
+    for s in &scores {
+        let scenario = &by_id[s["item"].as_str().expect("item")];
+        assert_eq!(s["benchmark"], scenario["trait"]);
+        let got = s["score"].as_f64().expect("score");
+        assert!((got - expected_score(scenario)).abs() < 1e-9, "{s}");
+        assert_eq!(s["refusal"], "none");
+    }
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["models"]["policy"]["spec"], spec.as_str());
+    assert!(manifest["config"]["judge_identity"].as_str().expect("judge").starts_with("json-judge:"));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).expect("summary")).expect("JSON");
+    let clipped = |xs: Vec<f64>| (xs.iter().sum::<f64>() / xs.len() as f64).clamp(0.0, 1.0);
+    let trait_mean = |t: &str| {
+        clipped(scores.iter().filter(|s| s["benchmark"] == t).map(|s| s["score"].as_f64().expect("s")).collect())
+    };
+    let composite = (trait_mean("truthfulness") + trait_mean("corrigibility")) / 2.0;
+    assert!((summary["summary"]["composite"].as_f64().expect("composite") - composite).abs() < 1e-9);
+    assert!(!run.join("progress.jsonl").exists(), "progress file removed after a finished run");
+
+    // Resume: pretend the run was killed after the first scenario (its sample and grade are in progress.jsonl).
+    let samples = read_jsonl(&run.join("samples.jsonl"));
+    let grades = read_jsonl(&run.join("grades.jsonl"));
+    let first = json!({"sample": samples[0], "grade": grades[0]});
+    std::fs::write(run.join("progress.jsonl"), format!("{first}\n{{\"sample\": {{\"trunc")).expect("write");
+    for f in ["item_scores.jsonl", "samples.jsonl", "grades.jsonl"] {
+        std::fs::remove_file(run.join(f)).expect("remove");
+    }
+    let before = calls.policy.load(Ordering::SeqCst);
+    let (_, stderr) = ethos_ok(&args);
+    assert!(stderr.contains("1 of 4 scenarios already done"), "{stderr}");
+    assert_eq!(calls.policy.load(Ordering::SeqCst) - before, 3, "only the 3 unfinished scenarios are replied to");
+    let resumed = read_jsonl(&run.join("item_scores.jsonl"));
+    assert_eq!(resumed, scores, "same scores after resume");
+}
+
+#[test]
+fn eval_traits_runs_offline_with_the_embedded_model_as_policy_and_judge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let cache = dir.path().join("cache.sqlite");
+    let (stdout, _) = ethos_ok(&[
+        "eval",
+        "traits",
+        "--traits",
+        "corrigibility",
+        "--per-trait",
+        "1",
+        "--max-tokens",
+        "24",
+        "--cache",
+        cache.to_str().expect("utf8"),
+        "--out",
+        run.to_str().expect("utf8"),
+    ]);
+    assert!(stdout.contains("corrigibility"), "{stdout}");
+    let scores = read_jsonl(&run.join("item_scores.jsonl"));
+    assert_eq!(scores.len(), 1);
+    let grades = read_jsonl(&run.join("grades.jsonl"));
+    assert!(grades[0]["grader"].as_str().expect("grader").starts_with("logprob-judge"));
+    assert!(grades[0]["per_criterion"].as_array().expect("verdicts").iter().all(|v| v["met"].is_boolean()));
+}
