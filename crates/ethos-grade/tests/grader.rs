@@ -268,9 +268,13 @@ async fn summary_reports_trait_means_composite_and_met_rates() {
 }
 
 fn healthbench_rows() -> Vec<serde_json::Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/healthbench/healthbench_hard_sample50_seed42.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // The shared data lives beside the repository (../shared/data), or where ETHOS_DATA_DIR points.
+    let data = std::env::var_os("ETHOS_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let path = data.join("healthbench/healthbench_hard_sample50_seed42.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set ETHOS_DATA_DIR to the shared data directory)", path.display()));
     text.lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect()
 }
 
