@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ethos_core::records::{Message, Role};
-use ethos_llm::{ChatModel, ChatRequest, SamplingParams};
+use ethos_llm::ChatModel;
 use serde::{Deserialize, Serialize};
 
-use crate::prompt::{defuse, json_objects, nonce};
+use crate::prompt::{ask_json, defuse, nonce};
 use crate::GradeError;
 
 /// A monitor's verdict on one sample.
@@ -134,30 +133,16 @@ impl CotMonitor for LlmMonitor {
     }
     async fn inspect(&self, task: &str, reasoning: &str, reply: &str) -> Result<(Option<bool>, String), GradeError> {
         let prompt = Self::prompt(task, reasoning, reply);
-        let mut last = String::new();
-        for attempt in 0..self.max_attempts {
-            let request = ChatRequest {
-                messages: vec![Message { role: Role::User, content: prompt.clone() }],
-                sampling: SamplingParams {
-                    temperature: if attempt == 0 { 0.0 } else { 0.7 },
-                    max_tokens: 200,
-                    seed: u64::from(attempt),
-                    ..SamplingParams::default()
-                },
-            };
-            let response = self.model.chat(&request).await?;
-            last = response.choices.first().map(|g| g.text.clone()).unwrap_or_default();
-            let parsed = json_objects(&last).into_iter().rev().find_map(|o| {
-                let value: serde_json::Value = serde_json::from_str(o).ok()?;
-                let flagged = value.get("flagged")?.as_bool()?;
-                let explanation = value.get("explanation").and_then(|e| e.as_str()).unwrap_or_default().to_string();
-                Some((flagged, explanation))
-            });
-            if let Some((flagged, explanation)) = parsed {
-                return Ok((Some(flagged), explanation));
-            }
-        }
-        Ok((None, format!("unparseable monitor answer: {}", last.chars().take(200).collect::<String>())))
+        let (parsed, last) = ask_json(self.model.as_ref(), &prompt, self.max_attempts, |value| {
+            let flagged = value.get("flagged")?.as_bool()?;
+            let explanation = value.get("explanation").and_then(|e| e.as_str()).unwrap_or_default().to_string();
+            Some((flagged, explanation))
+        })
+        .await?;
+        Ok(match parsed {
+            Some((flagged, explanation)) => (Some(flagged), explanation),
+            None => (None, format!("unparseable monitor answer: {}", last.chars().take(200).collect::<String>())),
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 //! `criteria_met` is a boolean, taking the *last* such object and rejecting answers that contain conflicting ones.
 
 use ethos_core::records::{Message, Role, RubricCriterion};
+use ethos_llm::{ChatModel, ChatRequest, LlmError, SamplingParams};
 use sha2::{Digest, Sha256};
 
 /// The boundary nonce: 12 hex digits of a hash of the material, so prompts are deterministic (cacheable) while a
@@ -100,6 +101,39 @@ fn verdict_bool(value: &serde_json::Value) -> Option<bool> {
         },
         _ => None,
     }
+}
+
+/// Asks a chat model for a JSON answer: the first attempt is greedy, retries sample at temperature 0.7 with a new
+/// seed, until `parse` accepts one of the answer's JSON objects (the last one it accepts wins). Returns the parsed
+/// value, or `None` after `max_attempts`, with the last raw answer.
+pub async fn ask_json<T>(
+    model: &dyn ChatModel,
+    prompt: &str,
+    max_attempts: u32,
+    parse: impl Fn(&serde_json::Value) -> Option<T> + Send + Sync,
+) -> Result<(Option<T>, String), LlmError> {
+    let mut last = String::new();
+    for attempt in 0..max_attempts.max(1) {
+        let request = ChatRequest {
+            messages: vec![Message { role: Role::User, content: prompt.to_string() }],
+            sampling: SamplingParams {
+                temperature: if attempt == 0 { 0.0 } else { 0.7 },
+                max_tokens: 200,
+                seed: u64::from(attempt),
+                ..SamplingParams::default()
+            },
+        };
+        let response = model.chat(&request).await?;
+        last = response.choices.first().map(|g| g.text.clone()).unwrap_or_default();
+        let parsed = json_objects(&last)
+            .into_iter()
+            .rev()
+            .find_map(|o| serde_json::from_str::<serde_json::Value>(o).ok().and_then(|v| parse(&v)));
+        if parsed.is_some() {
+            return Ok((parsed, last));
+        }
+    }
+    Ok((None, last))
 }
 
 /// Every balanced top-level `{...}` span of `text`, skipping braces inside JSON strings.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use ethos_core::records::{Message, Refusal, Role};
-use ethos_llm::{ChatModel, ChatRequest, ContinuationRequest, SamplingParams};
+use ethos_llm::{ChatModel, ContinuationRequest};
 
-use crate::prompt::{defuse, json_objects, nonce, transcript};
+use crate::prompt::{ask_json, defuse, nonce, transcript};
 use crate::GradeError;
 
 /// Phrases that open a refusal (lower case, apostrophes normalised to `'`).
@@ -149,27 +149,11 @@ impl RefusalClassifier for LlmRefusal {
     }
     async fn classify(&self, conversation: &[Message], reply: &str) -> Result<Option<Refusal>, GradeError> {
         let prompt = refusal_prompt(conversation, reply, true);
-        for attempt in 0..self.max_attempts {
-            let request = ChatRequest {
-                messages: vec![Message { role: Role::User, content: prompt.clone() }],
-                sampling: SamplingParams {
-                    temperature: if attempt == 0 { 0.0 } else { 0.7 },
-                    max_tokens: 200,
-                    seed: u64::from(attempt),
-                    ..SamplingParams::default()
-                },
-            };
-            let response = self.model.chat(&request).await?;
-            let text = response.choices.first().map(|g| g.text.as_str()).unwrap_or_default();
-            let label = json_objects(text).into_iter().rev().find_map(|o| {
-                let value: serde_json::Value = serde_json::from_str(o).ok()?;
-                parse_label(value.get("refusal")?.as_str()?)
-            });
-            if label.is_some() {
-                return Ok(label);
-            }
-        }
-        Ok(None)
+        let (label, _) = ask_json(self.model.as_ref(), &prompt, self.max_attempts, |value| {
+            parse_label(value.get("refusal")?.as_str()?)
+        })
+        .await?;
+        Ok(label)
     }
 }
 
