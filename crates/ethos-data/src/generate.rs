@@ -1077,7 +1077,13 @@ mod tests {
             self.requests.lock().expect("lock").push(request.clone());
             let text = self.replies.lock().expect("lock").pop_front().unwrap_or_default();
             Ok(ChatResponse {
-                choices: vec![Generation { text, n_tokens: 1, finish_reason: FinishReason::Stop, top_logprobs: None }],
+                choices: vec![Generation {
+                    text,
+                    n_tokens: 1,
+                    finish_reason: FinishReason::Stop,
+                    top_logprobs: None,
+                    token_ids: Vec::new(),
+                }],
                 prompt_tokens: None,
             })
         }

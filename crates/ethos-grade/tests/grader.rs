@@ -60,7 +60,13 @@ impl ChatModel for KeywordJudgeModel {
             format!("Sure.\n```json\n{{\"explanation\": \"looked for {word}\", \"criteria_met\": {met}}}\n```")
         };
         Ok(ChatResponse {
-            choices: vec![Generation { text, n_tokens: 10, finish_reason: FinishReason::Stop, top_logprobs: None }],
+            choices: vec![Generation {
+                text,
+                n_tokens: 10,
+                finish_reason: FinishReason::Stop,
+                top_logprobs: None,
+                token_ids: Vec::new(),
+            }],
             prompt_tokens: None,
         })
     }

@@ -645,7 +645,7 @@ fn parse_chat_completion(text: &str, url: &str) -> Result<ChatResponse, LlmError
                 Some("length") => FinishReason::Length,
                 _ => FinishReason::Stop,
             };
-            Generation { text, n_tokens, finish_reason, top_logprobs }
+            Generation { text, n_tokens, finish_reason, top_logprobs, token_ids: Vec::new() }
         })
         .collect();
     Ok(ChatResponse { choices: generations, prompt_tokens: parsed.usage.and_then(|usage| usage.prompt_tokens) })

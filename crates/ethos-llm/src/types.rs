@@ -65,13 +65,22 @@ pub struct TokenLogprob {
 pub struct Generation {
     /// Reply text (stop string removed).
     pub text: String,
-    /// Number of generated tokens.
+    /// Number of generated tokens: the reply's tokens as the backend counts them. On the embedded backend, every
+    /// sampled token except a terminating EOS / `<end_of_turn>` token, including the tokens of a stop string cut from
+    /// `text`; at most `max_tokens`.
     pub n_tokens: u32,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
-    /// Per generated token, the top alternatives, when requested and offered by the backend.
+    /// Per generated token, the top alternatives, when requested and offered by the backend (on the embedded
+    /// backend one entry per token counted in `n_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<Vec<Vec<TokenLogprob>>>,
+    /// The sampled token ids, when the backend exposes them (the embedded backend does; OpenAI-compatible endpoints
+    /// leave this empty). Exactly what the policy sampled, for RL: the `n_tokens` counted tokens, followed by the
+    /// EOS / `<end_of_turn>` token when one ended the reply (so `len() == n_tokens + 1` then). Tokens of a stop
+    /// string stay in even though `text` is cut before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_ids: Vec<u32>,
 }
 
 /// The replies to one request.

@@ -35,13 +35,6 @@ fn identity_names_the_file_hash() {
 }
 
 #[tokio::test]
-async fn adapters_are_not_supported_yet() {
-    let spec: ModelSpec = "embedded:gemma-3-270m+adapter=x.safetensors".parse().expect("spec");
-    let err = EmbeddedModel::load(&spec).expect_err("adapter");
-    assert!(err.to_string().contains("adapters arrive with the training issue"), "{err}");
-}
-
-#[tokio::test]
 async fn few_shot_format_gives_an_on_topic_reply() {
     let question = "How often should I water a tomato plant?";
     let response = model().chat(&request(question, greedy(48))).await.expect("chat");

@@ -1,4 +1,4 @@
-//! How conversations become text for a base (not instruction-tuned) model, and replies back.
+//! How conversations become text for the embedded model, and replies back.
 //!
 //! google/gemma-3-270m is a pretrained base model: under Gemma's chat template its greedy output
 //! degenerates into repetition. A base model continues documents, so the conversation is written
@@ -6,16 +6,33 @@
 //! short example exchanges, then the conversation — ending in `Assistant:`. The model's reply is
 //! the text up to the next `\nUser:` line. Sampling and continuation scoring both use
 //! [`ChatFormat::render_prompt`], so scored continuations sit exactly where replies are generated.
+//!
+//! A LoRA adapter trained on transcripts no longer needs the examples to find the turn format, so
+//! [`ChatFormat::Transcript`] is the same layout without them (shorter prompts, and the adapter
+//! is trained and sampled in the format it will be served in). An adapter file names its format
+//! (`chat_format` metadata, see [`super::lora`]) by [`ChatFormat::as_str`].
+
+use std::fmt;
+use std::str::FromStr;
 
 use ethos_core::records::{Message, Role};
 
 /// A way to lay out conversations for one model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ChatFormat {
-    /// `User: ...` / `Assistant: ...` transcript with a preamble and two example exchanges.
+    /// `User: ...` / `Assistant: ...` transcript with a preamble and two example exchanges
+    /// (`few_shot_transcript`): for the base model.
     FewShotTranscript,
+    /// The same transcript without the example exchanges (`transcript`): for adapters trained on
+    /// transcripts, which know the turn format already.
+    Transcript,
 }
+
+/// A chat format name that is not one of [`ChatFormat::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown chat format `{0}` (known: few_shot_transcript, transcript)")]
+pub struct ParseChatFormatError(pub String);
 
 /// Used when the conversation has no system message.
 const DEFAULT_PREAMBLE: &str =
@@ -34,16 +51,28 @@ const EXAMPLES: &[(&str, &str)] = &[
 ];
 
 impl ChatFormat {
-    /// The format for an embedded model name (`gemma-3-270m` is a base model).
+    /// Every format, in the order of their introduction.
+    pub const ALL: [ChatFormat; 2] = [ChatFormat::FewShotTranscript, ChatFormat::Transcript];
+
+    /// The format for an embedded model name without an adapter (`gemma-3-270m` is a base model).
     pub fn for_model(_model: &str) -> Self {
         ChatFormat::FewShotTranscript
+    }
+
+    /// The stable name of the format (`few_shot_transcript`, `transcript`), as written in adapter
+    /// files; [`FromStr`] parses it back.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChatFormat::FewShotTranscript => "few_shot_transcript",
+            ChatFormat::Transcript => "transcript",
+        }
     }
 
     /// The prompt text for the next assistant turn, ending in `Assistant:` (no trailing space:
     /// the model's first token carries the space, as in the example turns).
     pub fn render_prompt(&self, messages: &[Message]) -> String {
         match self {
-            ChatFormat::FewShotTranscript => {
+            ChatFormat::FewShotTranscript | ChatFormat::Transcript => {
                 let system: Vec<&str> = messages
                     .iter()
                     .filter(|message| message.role == Role::System)
@@ -56,8 +85,10 @@ impl ChatFormat {
                     text.push_str(&system.join("\n"));
                 }
                 text.push_str("\n\n");
-                for (question, answer) in EXAMPLES {
-                    text.push_str(&format!("User: {question}\nAssistant: {answer}\n"));
+                if *self == ChatFormat::FewShotTranscript {
+                    for (question, answer) in EXAMPLES {
+                        text.push_str(&format!("User: {question}\nAssistant: {answer}\n"));
+                    }
                 }
                 for message in messages {
                     let speaker = match message.role {
@@ -76,7 +107,9 @@ impl ChatFormat {
     /// Strings that end a reply, added to every request's own stop strings.
     pub fn stop_strings(&self) -> Vec<String> {
         match self {
-            ChatFormat::FewShotTranscript => vec!["\nUser:".to_string(), "\nAssistant:".to_string()],
+            ChatFormat::FewShotTranscript | ChatFormat::Transcript => {
+                vec!["\nUser:".to_string(), "\nAssistant:".to_string()]
+            }
         }
     }
 
@@ -84,8 +117,25 @@ impl ChatFormat {
     /// trailing blank lines.
     pub fn clean_reply(&self, text: &str) -> String {
         match self {
-            ChatFormat::FewShotTranscript => text.trim().to_string(),
+            ChatFormat::FewShotTranscript | ChatFormat::Transcript => text.trim().to_string(),
         }
+    }
+}
+
+impl fmt::Display for ChatFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChatFormat {
+    type Err = ParseChatFormatError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        ChatFormat::ALL
+            .into_iter()
+            .find(|format| format.as_str() == name)
+            .ok_or_else(|| ParseChatFormatError(name.to_string()))
     }
 }
 
@@ -94,7 +144,11 @@ mod tests {
     use super::*;
 
     fn check(messages: &[Message], expect_start: &str, expect_end: &str) {
-        let text = ChatFormat::FewShotTranscript.render_prompt(messages);
+        check_format(ChatFormat::FewShotTranscript, messages, expect_start, expect_end);
+    }
+
+    fn check_format(format: ChatFormat, messages: &[Message], expect_start: &str, expect_end: &str) {
+        let text = format.render_prompt(messages);
         assert!(text.starts_with(expect_start), "{text}");
         assert!(text.ends_with(expect_end), "{text}");
     }
@@ -112,5 +166,33 @@ mod tests {
             DEFAULT_PREAMBLE,
             "User: a\nAssistant: b\nUser: c\nAssistant:",
         );
+    }
+
+    #[test]
+    fn transcript_has_no_examples() {
+        let messages = [Message::user("Hi?")];
+        let few_shot = ChatFormat::FewShotTranscript.render_prompt(&messages);
+        let plain = ChatFormat::Transcript.render_prompt(&messages);
+        assert_eq!(plain, format!("{DEFAULT_PREAMBLE}\n\nUser: Hi?\nAssistant:"));
+        assert!(few_shot.contains(EXAMPLES[0].0) && !plain.contains(EXAMPLES[0].0));
+        check_format(
+            ChatFormat::Transcript,
+            &[Message::system("You are a pirate."), Message::user("a"), Message::assistant(" b "), Message::user("c")],
+            "You are a pirate.\n\nUser: a\n",
+            "User: a\nAssistant: b\nUser: c\nAssistant:",
+        );
+        assert_eq!(ChatFormat::Transcript.stop_strings(), ChatFormat::FewShotTranscript.stop_strings());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for format in ChatFormat::ALL {
+            assert_eq!(format.as_str().parse::<ChatFormat>(), Ok(format));
+            assert_eq!(format.to_string(), format.as_str());
+        }
+        assert_eq!(ChatFormat::FewShotTranscript.as_str(), "few_shot_transcript");
+        assert_eq!(ChatFormat::Transcript.as_str(), "transcript");
+        let err = "chatml".parse::<ChatFormat>().expect_err("unknown");
+        assert!(err.to_string().contains("`chatml`"), "{err}");
     }
 }

@@ -11,6 +11,12 @@
 //! together, so a decode step of eight sequences reads every weight once; attention runs per
 //! segment against that segment's cache. Prefill, batched decode and continuation scoring are all
 //! the same call with different segments.
+//!
+//! A LoRA adapter ([`Gemma3::set_adapter`], format in [`super::lora`]) adds
+//! `(alpha / r) (x A^T) B^T` after each adapted projection (`q/k/v/o_proj`, `gate/up/down_proj`),
+//! with `x` the same input the quantized matmul got; the base weights stay quantized and
+//! untouched, so adapters can be swapped between RL steps. Without an adapter the forward pass
+//! is the base model's, bit for bit.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -20,6 +26,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use half::f16;
 
+use super::lora::{LoraAdapter, LoraDelta, LoraTarget};
 use super::q8_matmul::Q8Matrix;
 use crate::LlmError;
 
@@ -219,6 +226,27 @@ struct DecoderLayer {
     ffn_down: Linear,
     post_ffw_norm: Vec<f32>,
     sliding: bool,
+    /// The adapter's update of each matmul, indexed by [`LoraTarget::index`]; all `None` without
+    /// an adapter.
+    lora: [Option<LoraDelta>; 7],
+}
+
+impl DecoderLayer {
+    /// `xs (n_rows, in_dim) x W^T`, plus the adapter's update of `target` when there is one.
+    fn project(
+        &self,
+        weight: &Linear,
+        target: LoraTarget,
+        xs: &[f32],
+        n_rows: usize,
+        in_dim: usize,
+    ) -> Result<Vec<f32>, LlmError> {
+        let mut output = matmul(weight, xs, n_rows, in_dim)?;
+        if let Some(delta) = &self.lora[target.index()] {
+            delta.add_to(xs, n_rows, &mut output)?;
+        }
+        Ok(output)
+    }
 }
 
 impl Gemma3 {
@@ -269,6 +297,7 @@ impl Gemma3 {
                 ffn_down: linear(weight("ffn_down")?)?,
                 post_ffw_norm: norm_weights(weight("post_ffw_norm")?, hidden)?,
                 sliding: config.is_sliding(layer_idx),
+                lora: Default::default(),
             });
         }
         Ok(Gemma3 { config, token_embd, layers, output_norm })
@@ -277,6 +306,37 @@ impl Gemma3 {
     /// The architecture settings.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Applies a LoRA adapter (replacing any earlier one), or removes it with `None`. The adapter
+    /// is validated against the model first ([`LoraAdapter::validate_for`]); on error the model
+    /// keeps its previous adapter. Its weights are copied (about `4 * r * 13,184` bytes per layer
+    /// for all seven targets), so the caller may keep training it.
+    pub fn set_adapter(&mut self, adapter: Option<&LoraAdapter>) -> Result<(), LlmError> {
+        let Some(adapter) = adapter else {
+            for layer in &mut self.layers {
+                layer.lora = Default::default();
+            }
+            return Ok(());
+        };
+        adapter.validate_for(&self.config)?;
+        let scale = adapter.config().scale() as f32;
+        let mut per_layer: Vec<[Option<LoraDelta>; 7]> = vec![Default::default(); self.layers.len()];
+        for (layer_idx, target, pair) in adapter.pairs() {
+            // validate_for rejected pairs of layers the model does not have.
+            if let Some(deltas) = per_layer.get_mut(layer_idx) {
+                deltas[target.index()] = Some(LoraDelta::new(pair, scale));
+            }
+        }
+        for (layer, deltas) in self.layers.iter_mut().zip(per_layer) {
+            layer.lora = deltas;
+        }
+        Ok(())
+    }
+
+    /// Whether an adapter is applied.
+    pub fn has_adapter(&self) -> bool {
+        self.layers.iter().any(|layer| layer.lora.iter().any(Option::is_some))
     }
 
     /// Runs the new tokens of every segment, appends their keys and values to the segments'
@@ -317,9 +377,10 @@ impl Gemma3 {
         for (layer_idx, layer) in self.layers.iter().enumerate() {
             // Attention block.
             let normed = rms_norm_rows(&xs, &layer.attn_norm, cfg.rms_norm_eps);
-            let mut queries = matmul(&layer.attn_q, &normed, n_rows, hidden)?; // (N, H * D)
-            let mut keys = matmul(&layer.attn_k, &normed, n_rows, hidden)?; // (N, KV * D)
-            let values = matmul(&layer.attn_v, &normed, n_rows, hidden)?; // (N, KV * D)
+            // Queries (N, H * D), keys and values (N, KV * D).
+            let mut queries = layer.project(&layer.attn_q, LoraTarget::QProj, &normed, n_rows, hidden)?;
+            let mut keys = layer.project(&layer.attn_k, LoraTarget::KProj, &normed, n_rows, hidden)?;
+            let values = layer.project(&layer.attn_v, LoraTarget::VProj, &normed, n_rows, hidden)?;
             rms_norm_in_place(&mut queries, &layer.attn_q_norm, cfg.rms_norm_eps);
             rms_norm_in_place(&mut keys, &layer.attn_k_norm, cfg.rms_norm_eps);
             let rope = if layer.sliding { &rope_local } else { &rope_global };
@@ -337,15 +398,17 @@ impl Gemma3 {
 
             let window = layer.sliding.then_some(cfg.sliding_window);
             let attended = self.attention(segments, &segment_starts, &queries, layer_idx, window, attention_scale);
-            let projected = matmul(&layer.attn_output, &attended, n_rows, q_width)?; // (N, hidden)
+            // (N, hidden)
+            let projected = layer.project(&layer.attn_output, LoraTarget::OProj, &attended, n_rows, q_width)?;
             add_rms_normed(&mut xs, &projected, &layer.post_attention_norm, cfg.rms_norm_eps);
 
             // Feed-forward block.
             let normed = rms_norm_rows(&xs, &layer.ffn_norm, cfg.rms_norm_eps);
-            let mut gate = matmul(&layer.ffn_gate, &normed, n_rows, hidden)?; // (N, I)
-            let up = matmul(&layer.ffn_up, &normed, n_rows, hidden)?; // (N, I)
+            // Gate and up (N, I), down (N, hidden).
+            let mut gate = layer.project(&layer.ffn_gate, LoraTarget::GateProj, &normed, n_rows, hidden)?;
+            let up = layer.project(&layer.ffn_up, LoraTarget::UpProj, &normed, n_rows, hidden)?;
             gate.iter_mut().zip(&up).for_each(|(gate, up)| *gate = gelu_tanh_f16(*gate) * up);
-            let down = matmul(&layer.ffn_down, &gate, n_rows, cfg.intermediate_size)?; // (N, hidden)
+            let down = layer.project(&layer.ffn_down, LoraTarget::DownProj, &gate, n_rows, cfg.intermediate_size)?;
             add_rms_normed(&mut xs, &down, &layer.post_ffw_norm, cfg.rms_norm_eps);
         }
 
@@ -538,7 +601,8 @@ fn round_f16(value: f32) -> f32 {
     f16::from_f32(value).to_f32()
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// Dot product of two equally long slices (also the LoRA update's `x A^T`).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent accumulators let the compiler vectorize the reduction.
     let mut sums = [0f32; 8];
     let chunks_a = a.chunks_exact(8);

@@ -5,6 +5,11 @@
 //! lengths need no padding. A prompt is prefilled once and its cache copied to each of its replies
 //! (the RL case: eight replies per prompt). Reply `i` of a request draws from its own generator
 //! seeded from `(seed, i)`, so its text does not depend on which other sequences shared the batch.
+//!
+//! Each [`Generation`] carries the sampled token ids (`token_ids`) for RL: the reply's tokens as
+//! sampled, including a terminating EOS / `<end_of_turn>` (the policy chose to stop; `n_tokens`
+//! does not count it) and every token up to the one that completed a stop string (`text` is cut
+//! at the stop string, the ids are not).
 
 use std::collections::VecDeque;
 
@@ -38,6 +43,16 @@ pub struct GenerationJob {
 pub struct StopTokens(Vec<u32>);
 
 impl StopTokens {
+    /// Exactly these ids end a reply.
+    pub fn new(ids: Vec<u32>) -> Self {
+        StopTokens(ids)
+    }
+
+    /// The ids that end a reply.
+    pub fn ids(&self) -> &[u32] {
+        &self.0
+    }
+
     /// EOS from the tokenizer (GGUF metadata) plus `<end_of_turn>` when the vocabulary has it.
     pub fn from_tokenizer(tokenizer: &GemmaTokenizer) -> Self {
         let mut ids = vec![tokenizer.eos_id()];
@@ -151,6 +166,7 @@ fn prefill_jobs(
                 n_tokens: 0,
                 finish_reason: FinishReason::Length,
                 top_logprobs: job.sampling.top_logprobs.map(|_| Vec::new()),
+                token_ids: Vec::new(),
             };
             finished.push((job_idx, vec![Some(empty); job.sampling.n as usize]));
             continue;
@@ -204,7 +220,8 @@ impl Reply {
     ) -> Result<Option<Generation>, LlmError> {
         let token = sample(&self.logits, sampling.temperature, sampling.top_p, &mut self.rng);
         if stop_tokens.contains(token) {
-            return self.finish(tokenizer, sampling, FinishReason::Stop).map(Some);
+            let text = tokenizer.decode(&self.generated)?;
+            return Ok(Some(self.generation(text, sampling, FinishReason::Stop, Some(token))));
         }
         if let Some(n_top) = sampling.top_logprobs {
             self.top_logprobs.push(top_logprobs(&self.logits, n_top as usize, tokenizer));
@@ -215,31 +232,34 @@ impl Reply {
         if !sampling.stop.is_empty() {
             let text = tokenizer.decode(&self.generated)?;
             if let Some(cut) = find_stop(&text, &sampling.stop) {
-                return Ok(Some(self.generation(text[..cut].to_string(), sampling, FinishReason::Stop)));
+                return Ok(Some(self.generation(text[..cut].to_string(), sampling, FinishReason::Stop, None)));
             }
         }
         if self.generated.len() >= sampling.max_tokens as usize {
-            return self.finish(tokenizer, sampling, FinishReason::Length).map(Some);
+            let text = tokenizer.decode(&self.generated)?;
+            return Ok(Some(self.generation(text, sampling, FinishReason::Length, None)));
         }
         Ok(None)
     }
 
-    fn finish(
+    /// The finished reply. `stop_token` is the EOS / `<end_of_turn>` that ended it, if one did:
+    /// not part of the text or of `n_tokens`, but sampled, so it is the last of `token_ids`.
+    fn generation(
         &mut self,
-        tokenizer: &GemmaTokenizer,
+        text: String,
         sampling: &SamplingParams,
         finish_reason: FinishReason,
-    ) -> Result<Generation, LlmError> {
-        let text = tokenizer.decode(&self.generated)?;
-        Ok(self.generation(text, sampling, finish_reason))
-    }
-
-    fn generation(&mut self, text: String, sampling: &SamplingParams, finish_reason: FinishReason) -> Generation {
+        stop_token: Option<u32>,
+    ) -> Generation {
+        let n_tokens = self.generated.len() as u32;
+        let mut token_ids = std::mem::take(&mut self.generated);
+        token_ids.extend(stop_token);
         Generation {
             text,
-            n_tokens: self.generated.len() as u32,
+            n_tokens,
             finish_reason,
             top_logprobs: sampling.top_logprobs.map(|_| std::mem::take(&mut self.top_logprobs)),
+            token_ids,
         }
     }
 }

@@ -1,20 +1,33 @@
-//! Embedded Gemma-3-270M backend: the Q4_K_M GGUF run in-process with candle's quantized kernels.
+//! Embedded Gemma-3-270M backend: the Q4_K_M GGUF run in-process with candle's quantized kernels,
+//! optionally with a LoRA adapter on top.
 //!
 //! - [`fetch`] finds (or assembles) the GGUF file.
 //! - [`gemma3`] is the forward pass; [`generate`] samples and scores on top of it in batches.
-//! - [`chat_format`] writes conversations as few-shot transcripts, since the model is a base model.
-//! - [`EmbeddedModel`] puts these behind [`ChatModel`].
+//! - [`lora`] is the adapter format (peft-named safetensors) and the low-rank update that
+//!   [`gemma3::Gemma3::set_adapter`] adds to the forward pass.
+//! - [`chat_format`] writes conversations as transcripts: few-shot for the base model, or the
+//!   format an adapter names.
+//! - [`EmbeddedModel`] puts these behind [`ChatModel`] (`embedded:gemma-3-270m[+adapter=PATH]`).
+//!
+//! A trainer that samples from its current policy in-process skips [`EmbeddedModel`] and its
+//! async mutex: [`load_gemma`] gives the model and tokenizer, [`gemma3::Gemma3::set_adapter`]
+//! swaps the adapter between steps, and [`generate::generate`] samples [`generate::GenerationJob`]s
+//! (prompts rendered by [`chat_format::ChatFormat`], stop tokens from
+//! [`generate::StopTokens::from_tokenizer`]); each [`crate::Generation`] carries its `token_ids`.
 
 pub mod chat_format;
 pub mod fetch;
 pub mod gemma3;
 pub mod generate;
+pub mod lora;
 pub mod q8_matmul;
 mod tokenizer;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 pub use fetch::ensure_gemma_gguf;
 pub use tokenizer::GemmaTokenizer;
@@ -22,7 +35,21 @@ pub use tokenizer::GemmaTokenizer;
 use self::chat_format::ChatFormat;
 use self::gemma3::Gemma3;
 use self::generate::{GenerationJob, StopTokens, DEFAULT_MAX_BATCH};
+use self::lora::LoraAdapter;
 use crate::{ChatModel, ChatRequest, ChatResponse, ContinuationLogprobs, ContinuationRequest, LlmError, ModelSpec};
+
+/// Loads the model and its tokenizer from a Gemma 3 GGUF file (e.g. [`ensure_gemma_gguf`]'s),
+/// without an adapter. Building the tokenizer takes 1-2 s: load once and share.
+pub fn load_gemma(path: &Path) -> Result<(Gemma3, GemmaTokenizer), LlmError> {
+    let (model, content) = Gemma3::load(path)?;
+    let tokenizer = GemmaTokenizer::from_gguf(&content)?;
+    Ok((model, tokenizer))
+}
+
+/// The first 16 hex digits of a sha256, as identities show them.
+fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+}
 
 /// Gemma-3-270M in-process. Requests are decoded together in batches of up to
 /// [`DEFAULT_MAX_BATCH`] sequences on a blocking thread; one model serves one batch at a time.
@@ -43,25 +70,49 @@ struct Engine {
 }
 
 impl EmbeddedModel {
-    /// Loads the model named by an `embedded:` spec, fetching the GGUF file if needed.
+    /// Loads the model named by an `embedded:` spec, fetching the GGUF file if needed. With
+    /// `+adapter=PATH` the adapter is loaded, checked against the model and applied, prompts use
+    /// the adapter's chat format, and the identity gains `+adapter@sha256:<16 hex of the file>`.
     pub fn load(spec: &ModelSpec) -> Result<Self, LlmError> {
-        let (model_name, adapter) = match spec {
+        let (model_name, adapter_path) = match spec {
             ModelSpec::Embedded { model, adapter } => (model, adapter),
             other => return Err(LlmError::Unsupported(format!("`{other}` is not an embedded model"))),
         };
-        if adapter.is_some() {
-            return Err(LlmError::Unsupported("adapters arrive with the training issue".to_string()));
-        }
+        // The adapter first: a wrong path fails before the 250 MB model is read.
+        let adapter = match adapter_path {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|err| LlmError::ModelFile {
+                    path: path.display().to_string(),
+                    message: err.to_string(),
+                })?;
+                // Hash the bytes that are parsed, so the identity pins exactly the weights used.
+                let digest = short_hex(&Sha256::digest(&bytes));
+                let adapter = LoraAdapter::from_bytes(&bytes, &path.display().to_string())?;
+                if model_name != lora::ADAPTER_BASE_MODEL {
+                    return Err(LlmError::ModelFile {
+                        path: path.display().to_string(),
+                        message: format!("adapter for `{}`, not `{model_name}`", lora::ADAPTER_BASE_MODEL),
+                    });
+                }
+                Some((adapter, digest))
+            }
+            None => None,
+        };
         let path = fetch::ensure_gemma_gguf()?;
         let digest = fetch::file_sha256_cached(&path)?;
-        let identity = format!("gemma-3-270m-q4_k_m@sha256:{}", &digest[..16.min(digest.len())]);
-        let (model, content) = Gemma3::load(&path)?;
-        let tokenizer = GemmaTokenizer::from_gguf(&content)?;
+        let mut identity = format!("gemma-3-270m-q4_k_m@sha256:{}", &digest[..16.min(digest.len())]);
+        let (mut model, tokenizer) = load_gemma(&path)?;
+        let mut format = ChatFormat::for_model(model_name);
+        if let Some((adapter, adapter_digest)) = &adapter {
+            model.set_adapter(Some(adapter))?;
+            format = adapter.chat_format();
+            identity.push_str(&format!("+adapter@sha256:{adapter_digest}"));
+        }
         let stop_tokens = StopTokens::from_tokenizer(&tokenizer);
         Ok(EmbeddedModel {
             spec: spec.clone(),
             identity,
-            format: ChatFormat::for_model(model_name),
+            format,
             engine: Arc::new(Mutex::new(Engine { model, tokenizer, stop_tokens })),
         })
     }

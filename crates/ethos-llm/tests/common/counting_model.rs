@@ -72,6 +72,7 @@ impl CountingModel {
                 n_tokens: 3,
                 finish_reason: FinishReason::Stop,
                 top_logprobs: None,
+                token_ids: Vec::new(),
             })
             .collect();
         Ok(ChatResponse { choices, prompt_tokens: Some(7) })
