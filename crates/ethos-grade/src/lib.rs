@@ -9,13 +9,16 @@ pub mod logprob_judge;
 pub mod monitor;
 pub mod prompt;
 pub mod refusal;
+pub mod reward;
 pub mod score;
 pub mod semantic;
+pub mod verify;
 
 pub use grader::{summarize, GradeItem, RubricGrader, SuiteSummary, TraitSummary};
 pub use judge::{CriterionJudge, CriterionOutcome, JudgeRequest};
 pub use llm_judge::{LlmJudge, LlmJudgeConfig};
 pub use logprob_judge::{LogprobJudge, LogprobJudgeConfig};
+pub use reward::{RewardRouter, RewardTask};
 pub use score::{clipped_mean, healthbench_score};
 
 /// What can go wrong while grading.
