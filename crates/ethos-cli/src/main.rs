@@ -52,6 +52,10 @@ enum Command {
     /// Evaluations of a policy.
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
+    /// Train one arm of an experiment with GRPO (LoRA on the embedded model).
+    Train(commands::train::TrainArgs),
+    /// Supervised LoRA fine-tuning on a chat JSONL (warm start, harmful fine-tuning).
+    Finetune(commands::train::FinetuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(args, &printer),
         Command::Judge(command) => commands::judge::run(command, &printer),
         Command::Eval(command) => commands::eval::run(command, &printer),
+        Command::Train(args) => commands::train::run_train(args, &printer),
+        Command::Finetune(args) => commands::train::run_finetune(args, &printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,33 @@ use crate::printer::Printer;
 pub enum BenchCommand {
     /// Prefill and decode tokens/s of the embedded model.
     Generate(GenerateArgs),
+    /// Seconds per phase and tokens/s of one GRPO step (sampling, reference, policy forward + backward, AdamW).
+    Grpo(GrpoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GrpoArgs {
+    /// Compute threads (sets CANDLE_NUM_THREADS and RAYON_NUM_THREADS before the first kernel runs).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Replies per prompt (G).
+    #[arg(long, default_value_t = 8)]
+    group: u32,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 128)]
+    prompt_len: usize,
+    /// Tokens per reply (every reply has exactly this many).
+    #[arg(long, default_value_t = 128)]
+    reply_len: u32,
+    /// LoRA rank (alpha = 2 x rank, all seven projections, as the peer script's defaults).
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,7 +105,56 @@ const PROMPT_TEXT: &str = "The history of the city is long and varied. Merchants
 pub fn run(command: BenchCommand, printer: &Printer) -> anyhow::Result<()> {
     match command {
         BenchCommand::Generate(args) => generate_bench(args, printer),
+        BenchCommand::Grpo(args) => grpo_bench(args, printer),
     }
+}
+
+fn grpo_bench(args: GrpoArgs, printer: &Printer) -> anyhow::Result<()> {
+    use ethos_llm::embedded::lora::{LoraConfig, LoraTarget};
+    use ethos_train::bench::{time_grpo_steps, StepShape};
+
+    anyhow::ensure!(
+        args.threads > 0 && args.group > 0 && args.prompt_len > 1 && args.reply_len > 0,
+        "sizes must be positive"
+    );
+    anyhow::ensure!(args.repeats > 0, "--repeats must be at least 1");
+    std::env::set_var("CANDLE_NUM_THREADS", args.threads.to_string());
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    let lora = LoraConfig { rank: args.rank, alpha: 2.0 * args.rank as f64, targets: LoraTarget::ALL.to_vec() };
+    let spec: ethos_llm::ModelSpec = "embedded:gemma-3-270m".parse()?;
+    printer.status("loading the trainable model and the sampler");
+    let policy = ethos_train::policy::Policy::load(
+        &spec,
+        &lora,
+        ethos_llm::embedded::chat_format::ChatFormat::Transcript,
+        0,
+        &candle_core::Device::Cpu,
+    )?;
+    let (mut inference, tokenizer) = ethos_llm::embedded::load_gemma(policy.gguf_path())?;
+    let shape = StepShape { group: args.group, prompt_len: args.prompt_len, reply_len: args.reply_len };
+    let timings = time_grpo_steps(&policy, &mut inference, &tokenizer, &shape, args.warmup, args.repeats)?;
+    let median = |pick: fn(&ethos_train::bench::StepTiming) -> f64| {
+        let mut values: Vec<f64> = timings.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let report = serde_json::json!({
+        "implementation": "ethos (candle, fused LoRA kernels)",
+        "threads": args.threads,
+        "shape": shape,
+        "lora": { "rank": args.rank, "alpha": 2.0 * args.rank as f64, "targets": "all 7 projections" },
+        "median_seconds": {
+            "sampling": median(|t| t.sampling),
+            "reference": median(|t| t.reference),
+            "policy_forward_backward": median(|t| t.policy_forward_backward),
+            "optimizer": median(|t| t.optimizer),
+            "total": median(|t| t.total),
+        },
+        "median_tokens_per_second": median(|t| t.tokens_per_second),
+        "steps": timings,
+    });
+    printer.data(serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn generate_bench(args: GenerateArgs, printer: &Printer) -> anyhow::Result<()> {

@@ -24,6 +24,29 @@ pub enum DataCommand {
     Validate(ValidateArgs),
     /// Count scenarios per trait x domain and report near-duplicates.
     Stats(StatsArgs),
+    /// Build the supervised warm-start chat set from training data only (GSM8K train, train-split exemplars,
+    /// generated instructions).
+    Warmstart(WarmstartArgs),
+}
+
+/// `ethos data warmstart`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WarmstartArgs {
+    /// Output chat JSONL.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// GSM8K train problems to include (a seeded sample).
+    #[arg(long, default_value_t = 250)]
+    pub gsm8k: usize,
+    /// Instruction-following examples to include.
+    #[arg(long, default_value_t = 150)]
+    pub instructions: usize,
+    /// Seed of the samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Shared benchmark data (GSM8K train).
+    #[arg(long, env = "ETHOS_DATA_DIR", default_value = "../shared/data")]
+    pub data_dir: PathBuf,
 }
 
 /// Where scenarios come from and which to keep.
@@ -159,6 +182,28 @@ pub struct StatsArgs {
 /// Runs `ethos data`.
 pub fn run(command: DataCommand, printer: &Printer) -> anyhow::Result<()> {
     match command {
+        DataCommand::Warmstart(args) => {
+            let config = ethos_train::warmstart::WarmstartConfig {
+                n_gsm8k: args.gsm8k,
+                n_instructions: args.instructions,
+                seed: args.seed,
+            };
+            let records =
+                ethos_train::warmstart::build_warmstart_set(&args.data_dir.join("gsm8k/train.jsonl"), &config)?;
+            write_jsonl_atomic(&args.out, &records).with_context(|| format!("writing {}", args.out.display()))?;
+            let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+            for record in &records {
+                *counts.entry(record.source.as_deref().unwrap_or("-")).or_default() += 1;
+            }
+            let counts: Vec<String> = counts.iter().map(|(source, n)| format!("{source} {n}")).collect();
+            printer.status(format!(
+                "wrote {} examples ({}) to {}",
+                records.len(),
+                counts.join(", "),
+                args.out.display()
+            ));
+            Ok(())
+        }
         DataCommand::Export(args) => {
             let scenarios = args.select.load()?;
             write_jsonl_atomic(&args.out, &scenarios).with_context(|| format!("writing {}", args.out.display()))?;

@@ -13,6 +13,7 @@ pub mod judges;
 pub mod respond;
 pub mod serve;
 pub mod stats;
+pub mod train;
 
 /// Exit status: 2 for bad user input (files, arguments), 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -20,6 +21,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         cause.downcast_ref::<ethos_core::RecordError>().is_some()
             || cause.downcast_ref::<ethos_llm::SpecError>().is_some()
             || cause.downcast_ref::<ethos_data::select::FilterError>().is_some()
+            || matches!(cause.downcast_ref::<ethos_train::TrainError>(), Some(ethos_train::TrainError::Invalid(_)))
     });
     if is_user_error {
         2
