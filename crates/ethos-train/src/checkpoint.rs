@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Lora;
-use crate::optim::AdamW;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::policy::Policy;
 use crate::TrainError;
 
 /// Checkpoints kept besides the newest (older ones are deleted once a new one is committed).
@@ -59,6 +60,39 @@ pub fn latest_checkpoint<S: DeserializeOwned>(
     let dir = run_dir.join(&pointer.dir);
     let state: S = read_json(&dir.join("state.json"))?;
     Ok(Some((pointer, dir, state)))
+}
+
+/// Continues a run from its latest checkpoint: checks that the run directory's manifest has the
+/// same `plan` as `manifest` (same data, settings and starting policy), puts the checkpoint's
+/// adapter into `policy`, and returns an optimizer with the checkpoint's moments and the saved
+/// state. The metrics log is cut back to the checkpoint's step, so the resumed run appends
+/// exactly the lines the uninterrupted run would have.
+pub fn resume_from_latest<S: DeserializeOwned>(
+    run_dir: &Path,
+    manifest: &serde_json::Value,
+    policy: &mut Policy,
+    optimizer_config: &AdamWConfig,
+) -> Result<(AdamW, S), TrainError> {
+    let Some((pointer, dir, state)) = latest_checkpoint::<S>(run_dir)? else {
+        return Err(TrainError::Invalid(format!(
+            "{}: no checkpoint to resume from (checkpoint.json is missing)",
+            run_dir.display()
+        )));
+    };
+    let manifest_path = run_dir.join("manifest.json");
+    let recorded: serde_json::Value = read_json(&manifest_path)?;
+    if recorded.get("plan") != manifest.get("plan") {
+        return Err(TrainError::Invalid(format!(
+            "{}: the run was started with different data, settings or starting policy; resume needs the same ones",
+            manifest_path.display()
+        )));
+    }
+    let adapter = ethos_llm::embedded::lora::LoraAdapter::load(&dir.join("adapter.safetensors"))?;
+    policy.replace_lora(Lora::from_adapter(policy.model(), &adapter)?);
+    let mut optimizer = AdamW::new(policy.lora().named_vars(), optimizer_config.clone())?;
+    optimizer.load(&dir.join("optimizer.safetensors"))?;
+    truncate_log(&run_dir.join("metrics.jsonl"), pointer.step as usize)?;
+    Ok((optimizer, state))
 }
 
 /// Deletes checkpoint directories older than the newest `KEEP_PREVIOUS + 1`.

@@ -212,41 +212,33 @@ fn with_cpu_f32<T>(tensor: &Tensor, work: impl FnOnce(&[f32]) -> Result<T>) -> R
 
 /// `A (m, k) x B^T` with `B` stored `(n, k)` row-major; returns `(m, n)`.
 pub(crate) fn matmul_nt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-    let mut out = vec![0f32; m * n];
-    // SAFETY: the slices hold m*k, n*k and m*n elements (checked by the callers' shapes, asserted
-    // here), and the strides describe exactly those row-major layouts.
-    assert!(a.len() >= m * k && b.len() >= n * k);
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(),
-        );
-    }
-    out
+    assert!(b.len() >= n * k);
+    // Element (kk, j) of B^T is b[j * k + kk]: column stride k, row stride 1.
+    matmul_with_rhs_strides(a, b, m, n, k, k as isize, 1)
 }
 
 /// `A (m, k) x B (k, n)`, both row-major; returns `(m, n)`.
 pub(crate) fn matmul_nn(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    assert!(b.len() >= k * n);
+    // Element (kk, j) of B is b[kk * n + j]: column stride 1, row stride n.
+    matmul_with_rhs_strides(a, b, m, n, k, 1, n as isize)
+}
+
+/// `A (m, k) x R` for a `(k, n)` right-hand side read from `b` with the given column and row
+/// strides (callers check that `b` covers them).
+fn matmul_with_rhs_strides(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    rhs_col_stride: isize,
+    rhs_row_stride: isize,
+) -> Vec<f32> {
+    assert!(a.len() >= m * k);
     let mut out = vec![0f32; m * n];
-    assert!(a.len() >= m * k && b.len() >= k * n);
-    // SAFETY: as in `matmul_nt`, with B read row-major `(k, n)`.
+    // SAFETY: `out` holds m*n elements written row-major (column stride 1, row stride n); `a`
+    // holds m*k read row-major; the callers assert that `b` holds every element the strides reach.
     unsafe {
         gemm::gemm(
             m,
@@ -260,8 +252,8 @@ pub(crate) fn matmul_nn(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> V
             1,
             k as isize,
             b.as_ptr(),
-            1,
-            n as isize,
+            rhs_col_stride,
+            rhs_row_stride,
             0.0,
             1.0,
             false,

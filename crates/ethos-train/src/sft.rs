@@ -15,10 +15,7 @@ use ethos_llm::embedded::GemmaTokenizer;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{
-    append_json_line, latest_checkpoint, read_json, save_checkpoint, truncate_log, write_json_atomic,
-};
-use crate::model::Lora;
+use crate::checkpoint::{append_json_line, resume_from_latest, save_checkpoint, write_json_atomic};
 use crate::optim::{accumulate_grads, clip_grad_norm, AdamW, AdamWConfig};
 use crate::policy::Policy;
 use crate::TrainError;
@@ -185,21 +182,9 @@ impl SftRun {
             "threads": candle_core::utils::get_num_threads(),
         });
         if resume {
-            let Some((pointer, dir, state)) = latest_checkpoint::<SftState>(out_dir)? else {
-                return Err(TrainError::Invalid(format!("{}: no checkpoint to resume from", out_dir.display())));
-            };
-            let recorded: serde_json::Value = read_json(&manifest_path)?;
-            if recorded.get("plan") != manifest.get("plan") {
-                return Err(TrainError::Invalid(format!(
-                    "{}: the run was started with different data, settings or policy",
-                    manifest_path.display()
-                )));
-            }
-            let adapter = ethos_llm::embedded::lora::LoraAdapter::load(&dir.join("adapter.safetensors"))?;
-            run.policy.replace_lora(Lora::from_adapter(run.policy.model(), &adapter)?);
-            run.optimizer = AdamW::new(run.policy.lora().named_vars(), run.settings.optimizer.clone())?;
-            run.optimizer.load(&dir.join("optimizer.safetensors"))?;
-            truncate_log(&out_dir.join("metrics.jsonl"), pointer.step as usize)?;
+            let (optimizer, state) =
+                resume_from_latest::<SftState>(out_dir, &manifest, &mut run.policy, &run.settings.optimizer)?;
+            run.optimizer = optimizer;
             run.state = state;
         } else if manifest_path.exists() {
             return Err(TrainError::Invalid(format!(

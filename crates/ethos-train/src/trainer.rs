@@ -27,7 +27,7 @@ use ethos_llm::embedded::GemmaTokenizer;
 use ethos_llm::SamplingParams;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{append_json_line, latest_checkpoint, save_checkpoint, truncate_log, write_json_atomic};
+use crate::checkpoint::{append_json_line, resume_from_latest, save_checkpoint, write_json_atomic};
 use crate::experiment::{Experiment, PromptItem, TrainingSettings};
 use crate::grpo::{group_advantages, reply_loss};
 use crate::mixture::{MixtureSampler, MixtureSource, SamplerState};
@@ -485,25 +485,14 @@ impl GrpoRun {
         let manifest_path = self.out_dir.join("manifest.json");
         let manifest = self.manifest();
         if resume {
-            let Some((pointer, dir, state)) = latest_checkpoint::<GrpoState>(&self.out_dir)? else {
-                return Err(TrainError::Invalid(format!(
-                    "{}: no checkpoint to resume from (checkpoint.json is missing)",
-                    self.out_dir.display()
-                )));
-            };
-            let recorded: serde_json::Value = crate::checkpoint::read_json(&manifest_path)?;
-            if recorded.get("plan") != manifest.get("plan") {
-                return Err(TrainError::Invalid(format!(
-                    "{}: the run was started with a different experiment, arm or policy; resume needs the same ones",
-                    manifest_path.display()
-                )));
-            }
-            let adapter = ethos_llm::embedded::lora::LoraAdapter::load(&dir.join("adapter.safetensors"))?;
-            self.policy.replace_lora(Lora::from_adapter(self.policy.model(), &adapter)?);
-            self.optimizer = AdamW::new(self.policy.lora().named_vars(), self.experiment.training.optimizer.clone())?;
-            self.optimizer.load(&dir.join("optimizer.safetensors"))?;
+            let (optimizer, state) = resume_from_latest::<GrpoState>(
+                &self.out_dir,
+                &manifest,
+                &mut self.policy,
+                &self.experiment.training.optimizer,
+            )?;
+            self.optimizer = optimizer;
             self.sampler.restore(state.sampler.clone())?;
-            truncate_log(&self.out_dir.join("metrics.jsonl"), pointer.step as usize)?;
             self.state = state;
             return Ok(());
         }
