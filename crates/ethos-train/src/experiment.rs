@@ -489,6 +489,19 @@ mixture = { trait = 0.25, instructions = 0.75 }
         assert!(toml::from_str::<Experiment>(&unknown_field).unwrap_err().to_string().contains("stepz"));
     }
 
+    /// The experiment files shipped in `experiments/` parse, validate, and have the study's arms.
+    #[test]
+    fn shipped_experiments_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+        for name in ["miniature.toml", "study.toml"] {
+            let experiment = read_experiment(&dir.join(name)).unwrap();
+            for arm in ["baseline", "trait", "health_only", "no_health_science", "helpfulness_reward"] {
+                assert!(experiment.arm(arm).is_ok(), "{name}: {arm}");
+            }
+            assert!(!experiment.arms["baseline"].mixture.keys().any(|source| source.starts_with("trait")));
+        }
+    }
+
     #[test]
     fn sources_load_with_their_rewards_and_filters() {
         let experiment: Experiment = toml::from_str(EXAMPLE).unwrap();

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ethos_grade::{RewardRouter, RewardTask};
-use ethos_llm::embedded::chat_format::ChatFormat;
 use ethos_llm::embedded::gemma3::Gemma3;
 use ethos_llm::embedded::generate::{generate, GenerationJob, StopTokens, DEFAULT_MAX_BATCH};
 use ethos_llm::embedded::GemmaTokenizer;
@@ -581,9 +580,4 @@ fn mean(values: &[f64]) -> Option<f64> {
 fn population_std(values: &[f64]) -> Option<f64> {
     let mean = mean(values)?;
     Some((values.iter().map(|value| (value - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt())
-}
-
-/// The chat format prompts are rendered in for a policy (the adapter's, else the base model's).
-pub fn chat_format_of(policy: &Policy) -> ChatFormat {
-    policy.chat_format()
 }
