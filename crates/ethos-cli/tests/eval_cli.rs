@@ -1,6 +1,7 @@
 //! `ethos eval traits` against a scripted OpenAI-compatible server on 127.0.0.1 (policy and judge), checking the
 //! run directory, the HealthBench scores against an independent computation, and resume without repeated calls;
-//! plus one fully offline run with the embedded model as policy and judge.
+//! plus one fully offline run with the embedded model as policy and judge, and `ethos eval capability` on real
+//! IFEval and GSM8K items with the default policy (the shipped warm start).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -268,4 +269,83 @@ fn generate_difficulty_filter_rejects_scenarios_the_reference_policy_aces() {
     // A bar of 1.0 is not exceeded by 1.0: both are kept.
     let (kept, stderr) = run("1.0", "all.jsonl");
     assert_eq!(kept.len(), 2, "{stderr}");
+}
+
+fn shared_data() -> Option<String> {
+    let dir = std::env::var("ETHOS_DATA_DIR")
+        .unwrap_or_else(|_| format!("{}/../../../shared/data", env!("CARGO_MANIFEST_DIR")));
+    Path::new(&dir).join("ifeval/input_data.jsonl").exists().then_some(dir)
+}
+
+#[test]
+fn eval_capability_scores_real_items_with_the_default_warm_start_policy() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipping: the shared data directory is absent");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("ifeval");
+    let args = [
+        "eval",
+        "capability",
+        "--benchmark",
+        "ifeval",
+        "--limit",
+        "2",
+        "--max-tokens",
+        "16",
+        "--data-dir",
+        &data,
+        "--no-cache",
+        "--out",
+        run.to_str().expect("utf8"),
+    ];
+    let (stdout, _) = ethos_ok(&args);
+    assert!(stdout.contains("prompt strict") && stdout.contains("instruction loose"), "{stdout}");
+    // Two prompts, each with a strict and a loose record, all 0 or 1.
+    let scores = read_jsonl(&run.join("item_scores.jsonl"));
+    assert_eq!(scores.len(), 4);
+    let benchmarks: Vec<&str> = scores.iter().map(|s| s["benchmark"].as_str().expect("benchmark")).collect();
+    assert_eq!(benchmarks, ["ifeval_strict", "ifeval_loose", "ifeval_strict", "ifeval_loose"]);
+    assert!(scores.iter().all(|s| s["score"] == 0.0 || s["score"] == 1.0));
+    let samples = read_jsonl(&run.join("samples.jsonl"));
+    assert!(samples.iter().all(|s| s["n_tokens"].as_u64().expect("n_tokens") <= 16));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["models"]["policy"]["spec"], "embedded:ethos-warmstart");
+    let identity = manifest["models"]["policy"]["identity"].as_str().expect("identity");
+    assert!(identity.contains("+adapter@sha256:"), "the default policy carries the warm-start adapter: {identity}");
+    assert!(!run.join("progress.jsonl").exists());
+
+    // The same draw again finds both items done; another policy in the same directory is refused.
+    let (_, stderr) = ethos_ok(&args);
+    assert!(stderr.contains("(2 resumed"), "{stderr}");
+    let mut other = args.to_vec();
+    other.extend(["--policy", "embedded:gemma-3-270m"]);
+    let output = ethos(&other);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("another --out"));
+}
+
+#[test]
+fn eval_capability_names_the_file_and_line_of_a_malformed_item() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gsm8k.jsonl");
+    std::fs::write(&file, "{\"question\": \"q\", \"answer\": \"#### 3\"}\n{\"question\": \"q\"}\n").expect("write");
+    let output = ethos(&[
+        "eval",
+        "capability",
+        "--benchmark",
+        "gsm8k",
+        "--file",
+        file.to_str().expect("utf8"),
+        "--out",
+        dir.path().join("run").to_str().expect("utf8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gsm8k.jsonl:2") && stderr.contains("answer"), "{stderr}");
+    let output = ethos(&["eval", "capability", "--benchmark", "mmlu", "--out", "unused"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown capability benchmark"));
 }

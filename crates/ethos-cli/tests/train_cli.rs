@@ -28,10 +28,9 @@ fn data_dir() -> String {
 }
 
 /// Two arms, three steps of one prompt with two replies of at most 8 tokens. The mixed arm draws
-/// trait scenarios (graded by the semantic judge) and generated instructions; the baseline arm
-/// only GSM8K. Replies this short mostly earn equal rewards, so the policy starts from a
-/// fine-tuned adapter (`POLICY` is replaced): its KL penalty to the adapter-free reference gives
-/// a non-zero gradient whatever the rewards.
+/// trait scenarios (graded by the semantic judge, whose continuous scores rarely tie) and generated
+/// instructions; the baseline arm only GSM8K. The policy starts from a small fine-tuned adapter
+/// (`POLICY` is replaced), which is also the KL reference.
 const EXPERIMENT: &str = r#"
 name = "tiny"
 seed = 5
@@ -116,6 +115,8 @@ fn finetune_small_adapter(dir: &Path, epochs: &str) -> std::path::PathBuf {
         "q_proj,v_proj,down_proj",
         "--chat-format",
         "few_shot_transcript",
+        "--policy",
+        "embedded:gemma-3-270m",
     ]);
     out.join("adapter.safetensors")
 }
@@ -158,7 +159,15 @@ fn train_resumes_bit_for_bit_and_arms_share_the_budget() {
         std::fs::read(full.join("adapter.safetensors")).unwrap(),
         std::fs::read(split.join("adapter.safetensors")).unwrap()
     );
-    // Training moved the adapter (the KL term alone gives a gradient).
+    // The KL reference is the starting adapter: before the first update policy and reference are the same
+    // weights, so the first step's KL is exactly 0, and later steps drift away from it.
+    assert_eq!(full_log[0]["kl"].as_f64().unwrap(), 0.0, "{:?}", full_log[0]);
+    // A group whose replies earn different rewards gives a gradient.
+    for record in &full_log {
+        if record["n_flat_groups"].as_u64().unwrap() == 0 {
+            assert!(record["grad_norm"].as_f64().unwrap() > 0.0, "{record}");
+        }
+    }
     assert!(full_log.iter().any(|record| record["grad_norm"].as_f64().unwrap() > 0.0), "{full_log:?}");
 
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(full.join("manifest.json")).unwrap()).unwrap();

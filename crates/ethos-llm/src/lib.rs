@@ -19,5 +19,5 @@ pub mod openai;
 mod spec;
 mod types;
 
-pub use spec::{ModelSpec, SpecError};
+pub use spec::{ModelSpec, SpecError, BASE_MODEL, DEFAULT_POLICY, WARMSTART_MODEL};
 pub use types::*;

@@ -1,4 +1,5 @@
-//! Model specs: `embedded:gemma-3-270m[+adapter=PATH]` and `openai:BASE_URL[,BASE_URL...]#MODEL`.
+//! Model specs: `embedded:gemma-3-270m[+adapter=PATH]`, `embedded:ethos-warmstart` and
+//! `openai:BASE_URL[,BASE_URL...]#MODEL`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub enum ModelSpec {
 
 /// An invalid model spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid model spec `{spec}`: {reason} (expected `embedded:gemma-3-270m[+adapter=PATH]` or `openai:BASE_URL#MODEL`)")]
+#[error("invalid model spec `{spec}`: {reason} (expected `embedded:gemma-3-270m[+adapter=PATH]`, `embedded:ethos-warmstart` or `openai:BASE_URL#MODEL`)")]
 pub struct SpecError {
     /// The spec as given.
     pub spec: String,
@@ -33,8 +34,18 @@ pub struct SpecError {
     pub reason: String,
 }
 
+/// The bare base model (Gemma-3-270M, Q4_K_M GGUF).
+pub const BASE_MODEL: &str = "gemma-3-270m";
+
+/// The base model with the shipped supervised warm-start adapter (`adapters/warmstart.safetensors`,
+/// compiled into the binary): the instruction-following start of the study and the default policy.
+pub const WARMSTART_MODEL: &str = "ethos-warmstart";
+
+/// The policy commands use when none is given.
+pub const DEFAULT_POLICY: &str = "embedded:ethos-warmstart";
+
 /// Embedded models this build knows.
-pub const EMBEDDED_MODELS: &[&str] = &["gemma-3-270m"];
+pub const EMBEDDED_MODELS: &[&str] = &[BASE_MODEL, WARMSTART_MODEL];
 
 impl FromStr for ModelSpec {
     type Err = SpecError;
@@ -60,6 +71,13 @@ impl FromStr for ModelSpec {
                     return Err(fail(&format!(
                         "unknown embedded model `{model}` (known: {})",
                         EMBEDDED_MODELS.join(", ")
+                    )));
+                }
+                if model == WARMSTART_MODEL && adapter.is_some() {
+                    // An adapter holds the whole low-rank update (adapters trained from the warm start include
+                    // it), so adapters are applied to the bare base model, never stacked.
+                    return Err(fail(&format!(
+                        "`{WARMSTART_MODEL}` already carries its adapter; serve another adapter as `embedded:{BASE_MODEL}+adapter=PATH`"
                     )));
                 }
                 Ok(ModelSpec::Embedded { model: model.to_string(), adapter })
@@ -118,6 +136,8 @@ mod tests {
         );
         check("openai:http://127.0.0.1:8000/v1/#m", Ok("openai:http://127.0.0.1:8000/v1#m"));
         check("openai:http://a/v1,http://b/v1#org/model#2", Ok("openai:http://a/v1,http://b/v1#org/model#2"));
+        check("embedded:ethos-warmstart", Ok("embedded:ethos-warmstart"));
+        check("embedded:ethos-warmstart+adapter=a.safetensors", Err("already carries its adapter"));
         check("embedded:llama", Err("unknown embedded model"));
         check("embedded:gemma-3-270m+lora=x", Err("+adapter=PATH"));
         check("openai:http://a/v1", Err("missing `#MODEL`"));

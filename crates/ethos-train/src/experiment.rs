@@ -400,15 +400,7 @@ pub fn load_source(
     }
 }
 
-/// The instruction appended to GSM8K questions: GSM8K's own answer format, which the warm-start
-/// data teaches and the exact-match reward reads first.
-pub const GSM8K_SUFFIX: &str =
-    "Solve the problem step by step, then give the final answer on its own line as \"#### <number>\".";
-
-/// A GSM8K question as a user message.
-pub fn gsm8k_prompt(question: &str) -> String {
-    format!("{}\n{GSM8K_SUFFIX}", question.trim())
-}
+pub use ethos_grade::verify::gsm8k::{gsm8k_prompt, GSM8K_SUFFIX};
 
 /// `(line, question, gold answer)` of every problem of a GSM8K JSONL.
 pub fn read_gsm8k(path: &Path) -> Result<Vec<(u64, String, String)>, TrainError> {
@@ -495,6 +487,7 @@ mixture = { trait = 0.25, instructions = 0.75 }
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
         for name in ["miniature.toml", "study.toml"] {
             let experiment = read_experiment(&dir.join(name)).unwrap();
+            assert_eq!(experiment.policy, "embedded:ethos-warmstart", "{name}: the study starts from the warm start");
             for arm in ["baseline", "trait", "health_only", "no_health_science", "helpfulness_reward"] {
                 assert!(experiment.arm(arm).is_ok(), "{name}: {arm}");
             }

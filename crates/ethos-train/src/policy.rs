@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use ethos_llm::embedded::chat_format::ChatFormat;
 use ethos_llm::embedded::ensure_gemma_gguf;
-use ethos_llm::embedded::fetch::{file_sha256, file_sha256_cached};
-use ethos_llm::embedded::lora::{LoraAdapter, LoraConfig};
+use ethos_llm::embedded::fetch::file_sha256_cached;
+use ethos_llm::embedded::lora::LoraConfig;
+use ethos_llm::embedded::{spec_adapter, SpecAdapter};
 use ethos_llm::ModelSpec;
 use serde::Serialize;
 
@@ -30,10 +31,10 @@ pub enum PolicyStart {
         /// Seed of A's initialization.
         seed: u64,
     },
-    /// An existing adapter file, continued.
+    /// An existing adapter, continued.
     Adapter {
-        /// The file.
-        path: PathBuf,
+        /// The file, or `builtin:ethos-warmstart`.
+        source: String,
         /// Its sha256.
         sha256: String,
     },
@@ -43,6 +44,9 @@ pub enum PolicyStart {
 pub struct Policy {
     model: TrainableGemma,
     lora: Lora,
+    /// The KL reference: a frozen copy of the starting adapter, or `None` (adapter off) for a fresh
+    /// start, whose adapter is exactly zero.
+    reference: Option<Lora>,
     chat_format: ChatFormat,
     gguf_path: PathBuf,
     base_identity: String,
@@ -59,24 +63,22 @@ impl Policy {
         seed: u64,
         device: &Device,
     ) -> Result<Self, TrainError> {
-        let adapter_path = match spec {
-            ModelSpec::Embedded { adapter, .. } => adapter.clone(),
-            other => {
-                return Err(TrainError::Invalid(format!(
-                    "policy `{other}`: training needs the weights in-process (an `embedded:` spec)"
-                )))
-            }
-        };
+        if !matches!(spec, ModelSpec::Embedded { .. }) {
+            return Err(TrainError::Invalid(format!(
+                "policy `{spec}`: training needs the weights in-process (an `embedded:` spec)"
+            )));
+        }
+        let start_adapter = spec_adapter(spec)?;
         let gguf_path = ensure_gemma_gguf()?;
         let digest = file_sha256_cached(&gguf_path)?;
         let base_identity = format!("gemma-3-270m-q4_k_m@sha256:{}", &digest[..16.min(digest.len())]);
         let model = TrainableGemma::load(&gguf_path, device)?;
-        let (lora, chat_format, start) = match adapter_path {
-            Some(path) => {
-                let adapter = LoraAdapter::load(&path)?;
-                let sha256 = file_sha256(&path)?;
+        let (lora, reference, chat_format, start) = match start_adapter {
+            Some(SpecAdapter { adapter, sha256, source }) => {
                 let lora = Lora::from_adapter(&model, &adapter)?;
-                (lora, adapter.chat_format(), PolicyStart::Adapter { path, sha256 })
+                // Separate variables, so updates to the policy never reach the reference.
+                let reference = Lora::from_adapter(&model, &adapter)?;
+                (lora, Some(reference), adapter.chat_format(), PolicyStart::Adapter { source, sha256 })
             }
             None => {
                 let lora = Lora::init(&model, fresh.clone(), seed)?;
@@ -86,10 +88,10 @@ impl Policy {
                     targets: fresh.targets.iter().map(|target| target.hf_name().to_string()).collect(),
                     seed,
                 };
-                (lora, fresh_format, start)
+                (lora, None, fresh_format, start)
             }
         };
-        Ok(Policy { model, lora, chat_format, gguf_path, base_identity, start })
+        Ok(Policy { model, lora, reference, chat_format, gguf_path, base_identity, start })
     }
 
     /// The trainable model.
@@ -100,6 +102,13 @@ impl Policy {
     /// The adapter being trained.
     pub fn lora(&self) -> &Lora {
         &self.lora
+    }
+
+    /// The KL reference: the policy training started from (RL systems keep the initial actor as the
+    /// reference, so the penalty holds the policy near its start, e.g. the warm start, rather than
+    /// pulling it back to the bare base model). `None` means the adapter off.
+    pub fn reference(&self) -> Option<&Lora> {
+        self.reference.as_ref()
     }
 
     /// Replaces the adapter (restoring a checkpoint).

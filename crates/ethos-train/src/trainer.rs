@@ -3,8 +3,9 @@
 //! Each step draws `prompts_per_step` prompts from the arm's mixture, samples `group_size`
 //! replies to each with the quantized inference model carrying the current adapter (batched
 //! decoding, the fast path), rewards them through the [`RewardRouter`], and updates the adapter on
-//! the f32 trainable model: reference log-probabilities with the adapter off, the policy's with it
-//! on, the GRPO loss per reply, gradients accumulated over the batch, clipping, AdamW.
+//! the f32 trainable model: reference log-probabilities from the starting policy (the starting
+//! adapter, frozen; the adapter off for a fresh start), the policy's with the current adapter, the
+//! GRPO loss per reply, gradients accumulated over the batch, clipping, AdamW.
 //!
 //! Sampling from the quantized model and training the f32 one is the usual split of RL systems
 //! (vLLM samples, FSDP trains): the two policies differ by rounding (`tests/trainable_forward.rs`
@@ -420,13 +421,14 @@ impl GrpoRun {
         }
         let model: &TrainableGemma = self.policy.model();
         let lora: &Lora = self.policy.lora();
+        let reference = self.policy.reference();
         let named = lora.named_vars();
         let n_sequences = sequences.len() as f64;
         // Behaviour and reference log-probabilities, fixed for the batch.
         let mut old_logprobs: Vec<Option<Vec<f32>>> = vec![None; sequences.len()];
         let mut ref_logprobs: Vec<Vec<f32>> = Vec::with_capacity(sequences.len());
         for (tokens, prompt_len, _) in sequences {
-            ref_logprobs.push(model.token_logprobs(tokens, *prompt_len, None)?.logprobs.to_vec1::<f32>()?);
+            ref_logprobs.push(model.token_logprobs(tokens, *prompt_len, reference)?.logprobs.to_vec1::<f32>()?);
         }
         for epoch in 0..training.epochs_per_batch {
             let mut grads: BTreeMap<String, candle_core::Tensor> = BTreeMap::new();

@@ -12,7 +12,7 @@ use crate::printer::Printer;
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Model spec of the policy.
-    #[arg(long, default_value = "embedded:gemma-3-270m")]
+    #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
     policy: String,
     /// Trait ids whose example scenarios to show (comma-separated); default: four of the catalog.
     #[arg(long, value_delimiter = ',', default_value = "truthfulness,epistemic_humility,corrigibility,human_welfare")]

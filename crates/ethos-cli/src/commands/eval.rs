@@ -14,6 +14,8 @@ use std::time::Instant;
 use anyhow::Context;
 use ethos_core::io::{read_jsonl, write_atomic, write_jsonl_atomic, ReadOptions};
 use ethos_core::records::{FinishReason, Grade, ItemScore, Message, Role, Sample, Scenario, Split, SCHEMA_VERSION};
+use ethos_eval::capability::{load_items, CapabilityBenchmark};
+use ethos_eval::runner::{run_capability, CapabilityRunConfig};
 use ethos_grade::refusal::heuristic_refusal;
 use ethos_grade::{summarize, GradeItem, RubricGrader, SuiteSummary};
 use ethos_llm::{ChatRequest, SamplingParams};
@@ -30,13 +32,52 @@ use crate::printer::Printer;
 pub enum EvalCommand {
     /// The trait suite: replies and rubric grades, scores per trait and the composite.
     Traits(TraitsArgs),
+    /// A capability guard: GSM8K test exact match or IFEval strict and loose accuracy (greedy decoding).
+    Capability(CapabilityArgs),
+}
+
+/// Arguments of `ethos eval capability`.
+#[derive(Debug, clap::Args)]
+pub struct CapabilityArgs {
+    /// Benchmark: `gsm8k` (test split) or `ifeval`.
+    #[arg(long)]
+    benchmark: String,
+    /// Model spec of the policy.
+    #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
+    policy: String,
+    /// At most this many items, a seeded draw kept in file order (0 = all); the same draw for every policy.
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Seed of the item draw and of the bootstrap CIs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Token budget per reply (default: 256 for GSM8K, 512 for IFEval).
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Items per batched policy call.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Persona condition (catalog id) given as a system prompt; `none` for the standard prompt.
+    #[arg(long, default_value = "none")]
+    condition: String,
+    /// Shared data directory holding gsm8k/test.jsonl and ifeval/input_data.jsonl.
+    #[arg(long, env = "ETHOS_DATA_DIR", default_value = "../shared/data")]
+    data_dir: PathBuf,
+    /// The benchmark file (default: under --data-dir).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 /// Arguments of `ethos eval traits`.
 #[derive(Debug, clap::Args)]
 pub struct TraitsArgs {
     /// Model spec of the policy.
-    #[arg(long, default_value = "embedded:gemma-3-270m")]
+    #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
     policy: String,
     #[command(flatten)]
     judge: JudgeArgs,
@@ -132,7 +173,82 @@ pub fn spread_per_trait(scenarios: Vec<Scenario>, per_trait: usize) -> Vec<Scena
 pub fn run(command: EvalCommand, printer: &Printer) -> anyhow::Result<()> {
     match command {
         EvalCommand::Traits(args) => common::runtime()?.block_on(traits(args, printer)),
+        EvalCommand::Capability(args) => common::runtime()?.block_on(capability(args, printer)),
     }
+}
+
+async fn capability(args: CapabilityArgs, printer: &Printer) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let benchmark = CapabilityBenchmark::parse(&args.benchmark)?;
+    let file = args.file.clone().unwrap_or_else(|| benchmark.default_file(&args.data_dir));
+    if !file.exists() {
+        anyhow::bail!(
+            "{} not found (pass --file, or --data-dir / ETHOS_DATA_DIR pointing at the shared data directory)",
+            file.display()
+        );
+    }
+    let items = load_items(benchmark, &file, args.limit, args.seed)?;
+    let persona = common::persona_prompt(&args.condition)?;
+    let max_tokens = args.max_tokens.unwrap_or_else(|| benchmark.default_max_tokens());
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let policy = common::load_policy(&args.policy, &args.model, printer).await?;
+    let manifest = common::manifest(
+        "eval capability",
+        json!({
+            "benchmark": benchmark.name(), "file": file, "policy": args.policy, "limit": args.limit,
+            "n_items": items.len(), "max_tokens": max_tokens, "batch_size": args.batch_size,
+            "condition": args.condition, "decoding": "greedy",
+        }),
+        [("seed", args.seed)],
+        vec![("policy", &policy)],
+    );
+    write_atomic(&args.out.join("manifest.json"), |w| {
+        serde_json::to_writer_pretty(&mut *w, &manifest)?;
+        Ok(())
+    })?;
+    let config = CapabilityRunConfig {
+        policy: args.policy.clone(),
+        condition: (args.condition != "none").then(|| args.condition.clone()),
+        system_prompt: persona,
+        max_tokens,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    };
+    let bar = printer.progress(items.len() as u64, &format!("eval {}", benchmark.name()));
+    let run = run_capability(policy.model.as_ref(), benchmark, &items, &config, &args.out, |done| {
+        bar.set_position(done as u64)
+    })
+    .await?;
+    bar.finish_and_clear();
+    let show = |name: &str, accuracy: &ethos_eval::capability::Accuracy| {
+        printer.data(format!(
+            "{name:<24} {:>6.3}  95% CI [{:.3}, {:.3}]  n={}",
+            accuracy.value, accuracy.ci_low, accuracy.ci_high, accuracy.n
+        ))
+    };
+    let summary = &run.summary;
+    show(
+        if benchmark == CapabilityBenchmark::Gsm8k { "gsm8k exact match" } else { "prompt strict" },
+        &summary.accuracy,
+    );
+    for (name, accuracy) in [
+        ("prompt loose", &summary.prompt_loose),
+        ("instruction strict", &summary.instruction_strict),
+        ("instruction loose", &summary.instruction_loose),
+    ] {
+        if let Some(accuracy) = accuracy {
+            show(name, accuracy);
+        }
+    }
+    printer.status(format!(
+        "{} items in {:.1} s ({} resumed, {} replies hit the {max_tokens}-token budget); run files in {}",
+        items.len(),
+        started.elapsed().as_secs_f64(),
+        run.n_resumed,
+        run.n_truncated,
+        args.out.display()
+    ));
+    Ok(())
 }
 
 async fn traits(args: TraitsArgs, printer: &Printer) -> anyhow::Result<()> {

@@ -22,6 +22,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<ethos_llm::SpecError>().is_some()
             || cause.downcast_ref::<ethos_data::select::FilterError>().is_some()
             || matches!(cause.downcast_ref::<ethos_train::TrainError>(), Some(ethos_train::TrainError::Invalid(_)))
+            || matches!(cause.downcast_ref::<ethos_eval::EvalError>(), Some(ethos_eval::EvalError::Data(_)))
     });
     if is_user_error {
         2

@@ -18,7 +18,7 @@ use crate::printer::Printer;
 #[derive(Debug, clap::Args)]
 pub struct RespondArgs {
     /// Model spec of the policy (`embedded:gemma-3-270m`, `openai:BASE_URL#MODEL`).
-    #[arg(long, default_value = "embedded:gemma-3-270m")]
+    #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
     policy: String,
     /// JSONL file of `{"id", "conversation": [{"role", "content"}]}` records.
     #[arg(long)]

@@ -20,7 +20,7 @@ pub enum ServeCommand {
 #[derive(Debug, clap::Args)]
 pub struct ServeOpenAiArgs {
     /// Model spec to serve.
-    #[arg(long, default_value = "embedded:gemma-3-270m")]
+    #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
     policy: String,
     /// Address to bind. Loopback by default; binding elsewhere exposes the model to the network.
     #[arg(long, default_value = "127.0.0.1")]

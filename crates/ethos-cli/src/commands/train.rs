@@ -53,9 +53,10 @@ pub struct FinetuneArgs {
     /// Run directory (manifest, metrics.jsonl, checkpoints, the final adapter).
     #[arg(long)]
     pub out: PathBuf,
-    /// Starting policy: `embedded:gemma-3-270m` (fresh adapter) or `embedded:gemma-3-270m+adapter=PATH`
+    /// Starting policy: `embedded:ethos-warmstart` (the shipped warm start, continued),
+    /// `embedded:gemma-3-270m` (a fresh adapter on the base model) or `embedded:gemma-3-270m+adapter=PATH`
     /// (fine-tune on top of that adapter).
-    #[arg(long, default_value = "embedded:gemma-3-270m")]
+    #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
     pub policy: String,
     /// Chat format of a fresh adapter: `transcript` (turns only) or `few_shot_transcript`.
     #[arg(long, default_value = "transcript")]

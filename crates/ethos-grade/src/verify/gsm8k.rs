@@ -9,6 +9,16 @@
 //! is a sign only when it does not follow a word or a digit, `1,200` is one number but `1,2,3` is three), and because
 //! replies are arbitrary model output that may be huge.
 
+/// The instruction appended to GSM8K questions, in training and in evaluation alike: GSM8K's own answer
+/// format, which the warm-start data teaches and [`extract_answer`] reads first.
+pub const GSM8K_SUFFIX: &str =
+    "Solve the problem step by step, then give the final answer on its own line as \"#### <number>\".";
+
+/// A GSM8K question as the user message of a training or evaluation prompt.
+pub fn gsm8k_prompt(question: &str) -> String {
+    format!("{}\n{GSM8K_SUFFIX}", question.trim())
+}
+
 /// The gold answer of a GSM8K `answer` field: the number after the last `####`, canonicalised. `None` when there is no
 /// `####` or no number after it.
 ///

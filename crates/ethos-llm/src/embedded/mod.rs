@@ -7,7 +7,8 @@
 //!   [`gemma3::Gemma3::set_adapter`] adds to the forward pass.
 //! - [`chat_format`] writes conversations as transcripts: few-shot for the base model, or the
 //!   format an adapter names.
-//! - [`EmbeddedModel`] puts these behind [`ChatModel`] (`embedded:gemma-3-270m[+adapter=PATH]`).
+//! - [`EmbeddedModel`] puts these behind [`ChatModel`] (`embedded:gemma-3-270m[+adapter=PATH]`, and
+//!   `embedded:ethos-warmstart`: the base model with the shipped warm-start adapter, [`WARMSTART_ADAPTER`]).
 //!
 //! A trainer that samples from its current policy in-process skips [`EmbeddedModel`] and its
 //! async mutex: [`load_gemma`] gives the model and tokenizer, [`gemma3::Gemma3::set_adapter`]
@@ -46,9 +47,43 @@ pub fn load_gemma(path: &Path) -> Result<(Gemma3, GemmaTokenizer), LlmError> {
     Ok((model, tokenizer))
 }
 
-/// The first 16 hex digits of a sha256, as identities show them.
-fn short_hex(digest: &[u8]) -> String {
-    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+/// The supervised warm-start adapter shipped in the repository (`adapters/warmstart.safetensors`; its
+/// README gives the command and data that reproduce it). Compiled in, so `embedded:ethos-warmstart`
+/// resolves from any working directory without a path.
+pub static WARMSTART_ADAPTER: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../adapters/warmstart.safetensors"));
+
+/// The adapter an `embedded:` spec names, with what pins it.
+#[derive(Debug)]
+pub struct SpecAdapter {
+    /// The parsed adapter, checked to be for the base model.
+    pub adapter: LoraAdapter,
+    /// sha256 (hex) of the exact bytes parsed.
+    pub sha256: String,
+    /// Where it came from: the file path, or `builtin:ethos-warmstart`.
+    pub source: String,
+}
+
+/// The adapter of an `embedded:` spec: `+adapter=PATH`, the built-in warm start for
+/// `embedded:ethos-warmstart`, or `None` for the bare base model.
+pub fn spec_adapter(spec: &ModelSpec) -> Result<Option<SpecAdapter>, LlmError> {
+    let (model_name, adapter_path) = match spec {
+        ModelSpec::Embedded { model, adapter } => (model.as_str(), adapter),
+        other => return Err(LlmError::Unsupported(format!("`{other}` is not an embedded model"))),
+    };
+    let (bytes, source) = match (model_name, adapter_path) {
+        (crate::WARMSTART_MODEL, _) => (WARMSTART_ADAPTER.to_vec(), format!("builtin:{}", crate::WARMSTART_MODEL)),
+        (_, Some(path)) => {
+            let bytes = std::fs::read(path)
+                .map_err(|err| LlmError::ModelFile { path: path.display().to_string(), message: err.to_string() })?;
+            (bytes, path.display().to_string())
+        }
+        (_, None) => return Ok(None),
+    };
+    // Hash the bytes that are parsed, so the identity pins exactly the weights used.
+    let sha256: String = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
+    let adapter = LoraAdapter::from_bytes(&bytes, &source)?;
+    Ok(Some(SpecAdapter { adapter, sha256, source }))
 }
 
 /// Gemma-3-270M in-process. Requests are decoded together in batches of up to
@@ -74,39 +109,17 @@ impl EmbeddedModel {
     /// `+adapter=PATH` the adapter is loaded, checked against the model and applied, prompts use
     /// the adapter's chat format, and the identity gains `+adapter@sha256:<16 hex of the file>`.
     pub fn load(spec: &ModelSpec) -> Result<Self, LlmError> {
-        let (model_name, adapter_path) = match spec {
-            ModelSpec::Embedded { model, adapter } => (model, adapter),
-            other => return Err(LlmError::Unsupported(format!("`{other}` is not an embedded model"))),
-        };
         // The adapter first: a wrong path fails before the 250 MB model is read.
-        let adapter = match adapter_path {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|err| LlmError::ModelFile {
-                    path: path.display().to_string(),
-                    message: err.to_string(),
-                })?;
-                // Hash the bytes that are parsed, so the identity pins exactly the weights used.
-                let digest = short_hex(&Sha256::digest(&bytes));
-                let adapter = LoraAdapter::from_bytes(&bytes, &path.display().to_string())?;
-                if model_name != lora::ADAPTER_BASE_MODEL {
-                    return Err(LlmError::ModelFile {
-                        path: path.display().to_string(),
-                        message: format!("adapter for `{}`, not `{model_name}`", lora::ADAPTER_BASE_MODEL),
-                    });
-                }
-                Some((adapter, digest))
-            }
-            None => None,
-        };
+        let adapter = spec_adapter(spec)?;
         let path = fetch::ensure_gemma_gguf()?;
         let digest = fetch::file_sha256_cached(&path)?;
         let mut identity = format!("gemma-3-270m-q4_k_m@sha256:{}", &digest[..16.min(digest.len())]);
         let (mut model, tokenizer) = load_gemma(&path)?;
-        let mut format = ChatFormat::for_model(model_name);
-        if let Some((adapter, adapter_digest)) = &adapter {
-            model.set_adapter(Some(adapter))?;
-            format = adapter.chat_format();
-            identity.push_str(&format!("+adapter@sha256:{adapter_digest}"));
+        let mut format = ChatFormat::for_model(crate::BASE_MODEL);
+        if let Some(found) = &adapter {
+            model.set_adapter(Some(&found.adapter))?;
+            format = found.adapter.chat_format();
+            identity.push_str(&format!("+adapter@sha256:{}", &found.sha256[..16]));
         }
         let stop_tokens = StopTokens::from_tokenizer(&tokenizer);
         Ok(EmbeddedModel {
