@@ -3,8 +3,9 @@
 //!
 //! The step: sample G replies of exactly `reply_len` tokens to one random prompt of `prompt_len`
 //! tokens (stop tokens disabled so every reply has the same length), reference log-probabilities
-//! with the adapter off, then the policy forward and backward of the GRPO loss for every reply
-//! (random advantages), gradient clipping and an AdamW step.
+//! with the adapter off, then the policy forward and backward of the GRPO loss of the group
+//! (random advantages), gradient clipping and an AdamW step. Scoring packs the group as training
+//! does ([`crate::model::PackedGroup`]: the prompt runs once for all G replies).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::grpo::{reply_loss, GrpoObjective};
+use crate::model::PackedGroup;
 use crate::optim::{accumulate_grads, clip_grad_norm, AdamW, AdamWConfig};
 use crate::policy::Policy;
 use crate::TrainError;
@@ -39,7 +41,7 @@ pub struct StepTiming {
     pub sampling: f64,
     /// Reference log-probabilities (adapter off, no graph).
     pub reference: f64,
-    /// Policy forward and backward over the G sequences.
+    /// Policy forward and backward over the group (packed: the prompt runs once).
     pub policy_forward_backward: f64,
     /// Clipping and the AdamW step.
     pub optimizer: f64,
@@ -85,25 +87,31 @@ pub fn time_grpo_steps(
         let generations = generate(inference, tokenizer, &StopTokens::new(Vec::new()), &[job], shape.group as usize)?;
         let sampling = started.elapsed().as_secs_f64();
 
-        let sequences: Vec<Vec<u32>> = generations[0]
-            .iter()
-            .map(|generation| prompt.iter().chain(&generation.token_ids).copied().collect())
-            .collect();
+        let replies: Vec<&[u32]> = generations[0].iter().map(|generation| generation.token_ids.as_slice()).collect();
+        let group = PackedGroup::new(&prompt, &replies)?;
         let phase = Instant::now();
-        let mut reference = Vec::with_capacity(sequences.len());
-        for tokens in &sequences {
-            reference.push(policy.model().token_logprobs(tokens, prompt.len(), None)?.logprobs.to_vec1::<f32>()?);
-        }
+        let reference: Vec<Vec<f32>> = policy
+            .model()
+            .group_logprobs(&group, None)?
+            .iter()
+            .map(|scores| scores.logprobs.to_vec1::<f32>())
+            .collect::<Result<_, _>>()?;
         let reference_seconds = phase.elapsed().as_secs_f64();
 
         let phase = Instant::now();
         let mut grads = BTreeMap::new();
-        for (tokens, reference) in sequences.iter().zip(&reference) {
-            let scores = policy.model().token_logprobs(tokens, prompt.len(), Some(policy.lora()))?;
+        let mut group_loss: Option<candle_core::Tensor> = None;
+        for (scores, reference) in policy.model().group_logprobs(&group, Some(policy.lora()))?.iter().zip(&reference) {
             let old = scores.logprobs.to_vec1::<f32>()?;
             let advantage = rng.random_range(-1.0..1.0);
             let (loss, _) = reply_loss(&scores.logprobs, &old, Some(reference), advantage, &objective)?;
-            accumulate_grads(&mut grads, &named, &(loss / sequences.len() as f64)?.backward()?)?;
+            group_loss = Some(match group_loss {
+                None => loss,
+                Some(sum) => (sum + loss)?,
+            });
+        }
+        if let Some(group_loss) = group_loss {
+            accumulate_grads(&mut grads, &named, &(group_loss / replies.len() as f64)?.backward()?)?;
         }
         let policy_seconds = phase.elapsed().as_secs_f64();
         let phase = Instant::now();

@@ -113,6 +113,22 @@ pub struct TrainingSettings {
     /// GRPO objective settings.
     #[serde(default)]
     pub objective: GrpoObjective,
+    /// What the KL penalty measures the policy against.
+    #[serde(default)]
+    pub kl_reference: KlReference,
+}
+
+/// The reference policy of the KL penalty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlReference {
+    /// The policy training started from (the starting adapter, frozen), as verl and OpenRLHF keep
+    /// the initial actor: starting from the warm start, the penalty holds the policy near it.
+    #[default]
+    Start,
+    /// The bare base model (adapter off): the penalty pulls towards the base model, undoing a
+    /// warm start; the same as `start` for a fresh adapter.
+    Base,
 }
 
 fn default_max_prompt_tokens() -> usize {

@@ -20,4 +20,4 @@ pub mod trainer;
 pub mod warmstart;
 
 pub use error::TrainError;
-pub use model::{Lora, TokenScores, TrainableGemma};
+pub use model::{Lora, PackedGroup, TokenScores, TrainableGemma};

@@ -77,6 +77,73 @@ pub struct TokenScores {
     pub stats: HeadStatistics,
 }
 
+/// One prompt and the replies sampled for it, packed into one sequence so that the prompt runs
+/// through the model once instead of once per reply:
+/// `prompt ++ reply_1[..n_1 - 1] ++ reply_2[..n_2 - 1] ++ ...` (a reply's last token is only ever a
+/// target). Each reply token keeps its position in its own sequence (`prompt_len + j`) and attends
+/// to the prompt and to its own earlier tokens only, so every reply is scored as `prompt ++ reply`
+/// alone would be, up to float summation order (`tests/trainable_forward.rs` checks both). The
+/// first token of every reply is predicted from the prompt's last row, which all replies share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedGroup {
+    inputs: Vec<u32>,
+    positions: Vec<usize>,
+    /// 0 for prompt rows, `i + 1` for reply `i`'s.
+    segments: Vec<usize>,
+    /// Per target token, the row whose hidden state predicts it.
+    head_rows: Vec<u32>,
+    targets: Vec<u32>,
+    reply_lens: Vec<usize>,
+}
+
+impl PackedGroup {
+    /// Packs a non-empty prompt with non-empty replies.
+    pub fn new(prompt: &[u32], replies: &[&[u32]]) -> Result<Self, TrainError> {
+        if prompt.is_empty() || replies.is_empty() || replies.iter().any(|reply| reply.is_empty()) {
+            return Err(TrainError::Input("a packed group needs a prompt and non-empty replies".to_string()));
+        }
+        let prompt_len = prompt.len();
+        let n_rows = prompt_len + replies.iter().map(|reply| reply.len() - 1).sum::<usize>();
+        let n_targets = replies.iter().map(|reply| reply.len()).sum();
+        let mut group = PackedGroup {
+            inputs: Vec::with_capacity(n_rows),
+            positions: Vec::with_capacity(n_rows),
+            segments: Vec::with_capacity(n_rows),
+            head_rows: Vec::with_capacity(n_targets),
+            targets: Vec::with_capacity(n_targets),
+            reply_lens: Vec::with_capacity(replies.len()),
+        };
+        group.inputs.extend_from_slice(prompt);
+        group.positions.extend(0..prompt_len);
+        group.segments.resize(prompt_len, 0);
+        for (reply_idx, reply) in replies.iter().enumerate() {
+            let start = group.inputs.len();
+            for (offset, &token) in reply.iter().enumerate() {
+                let row = if offset == 0 { prompt_len - 1 } else { start + offset - 1 };
+                group.head_rows.push(row as u32);
+                group.targets.push(token);
+            }
+            for (offset, &token) in reply[..reply.len() - 1].iter().enumerate() {
+                group.inputs.push(token);
+                group.positions.push(prompt_len + offset);
+                group.segments.push(reply_idx + 1);
+            }
+            group.reply_lens.push(reply.len());
+        }
+        Ok(group)
+    }
+
+    /// Rows the forward pass runs (prompt once, replies without their last token).
+    pub fn n_rows(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Number of replies.
+    pub fn n_replies(&self) -> usize {
+        self.reply_lens.len()
+    }
+}
+
 impl TrainableGemma {
     /// Loads a Gemma 3 GGUF file and dequantizes every weight to f32 on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self, TrainError> {
@@ -132,7 +199,7 @@ impl TrainableGemma {
     }
 
     /// Log-probabilities of `tokens[first_target..]`, each given the tokens before it, under the
-    /// base model plus `lora` (or the base model alone: the reference policy).
+    /// base model plus `lora` (or the base model alone when `lora` is `None`).
     ///
     /// `first_target` is at least 1 (the first token has no context) and below `tokens.len()`.
     pub fn token_logprobs(
@@ -147,31 +214,54 @@ impl TrainableGemma {
                 tokens.len()
             )));
         }
-        let cfg = &self.config;
-        if let Some(&bad) = tokens.iter().find(|&&token| token as usize >= cfg.vocab_size) {
-            return Err(TrainError::Input(format!("token id {bad} outside the vocabulary")));
-        }
-        let inputs = &tokens[..tokens.len() - 1];
-        let hidden = self.hidden_states(inputs, lora)?;
-        let n_targets = tokens.len() - first_target;
-        let rows = hidden.narrow(0, first_target - 1, n_targets)?;
-        let normed = rms_norm(&rows, &self.output_norm, cfg.rms_norm_eps)?;
-        let (logprobs, stats) = token_logprobs_head(&normed, &self.embedding, &tokens[first_target..])?;
-        Ok(TokenScores { logprobs, stats })
+        let group = PackedGroup::new(&tokens[..first_target], &[&tokens[first_target..]])?;
+        let mut scores = self.group_logprobs(&group, lora)?;
+        scores.pop().ok_or_else(|| TrainError::Input("no reply scored".to_string()))
     }
 
-    /// The final residual stream `(L, hidden)` before the output norm.
-    fn hidden_states(&self, inputs: &[u32], lora: Option<&Lora>) -> Result<Tensor, TrainError> {
+    /// Log-probabilities of every reply of a [`PackedGroup`] given the prompt, from one forward
+    /// pass in which the prompt runs once; one [`TokenScores`] per reply, in order.
+    pub fn group_logprobs(&self, group: &PackedGroup, lora: Option<&Lora>) -> Result<Vec<TokenScores>, TrainError> {
+        let cfg = &self.config;
+        if let Some(&bad) = group.inputs.iter().chain(&group.targets).find(|&&token| token as usize >= cfg.vocab_size) {
+            return Err(TrainError::Input(format!("token id {bad} outside the vocabulary")));
+        }
+        let hidden = self.hidden_states(&group.inputs, &group.positions, &group.segments, lora)?;
+        let head_rows = Tensor::from_slice(&group.head_rows, group.head_rows.len(), &self.device)?;
+        let rows = hidden.index_select(&head_rows, 0)?;
+        let normed = rms_norm(&rows, &self.output_norm, cfg.rms_norm_eps)?;
+        let (logprobs, stats) = token_logprobs_head(&normed, &self.embedding, &group.targets)?;
+        let mut scores = Vec::with_capacity(group.reply_lens.len());
+        let mut offset = 0;
+        for &len in &group.reply_lens {
+            scores.push(TokenScores {
+                logprobs: logprobs.narrow(0, offset, len)?,
+                stats: HeadStatistics { entropy: stats.entropy[offset..offset + len].to_vec() },
+            });
+            offset += len;
+        }
+        Ok(scores)
+    }
+
+    /// The final residual stream `(L, hidden)` before the output norm, for `inputs` at `positions`
+    /// in segments (see [`PackedGroup`]; one segment 0 at positions `0..L` is a plain sequence).
+    fn hidden_states(
+        &self,
+        inputs: &[u32],
+        positions: &[usize],
+        segments: &[usize],
+        lora: Option<&Lora>,
+    ) -> Result<Tensor, TrainError> {
         let cfg = &self.config;
         let n_positions = inputs.len();
         let ids = Tensor::from_slice(inputs, n_positions, &self.device)?;
         let embed_scale = (cfg.hidden_size as f64).sqrt();
         let mut xs = (self.embedding.index_select(&ids, 0)? * embed_scale)?; // (L, hidden)
 
-        let rope_global = Rope::new(n_positions, cfg.head_dim, cfg.rope_theta, &self.device)?;
-        let rope_local = Rope::new(n_positions, cfg.head_dim, cfg.rope_local_base_freq, &self.device)?;
-        let global_mask = causal_mask(n_positions, None, &self.device)?;
-        let local_mask = causal_mask(n_positions, Some(cfg.sliding_window), &self.device)?;
+        let rope_global = Rope::new(positions, cfg.head_dim, cfg.rope_theta, &self.device)?;
+        let rope_local = Rope::new(positions, cfg.head_dim, cfg.rope_local_base_freq, &self.device)?;
+        let global_mask = packed_mask(positions, segments, None, &self.device)?;
+        let local_mask = packed_mask(positions, segments, Some(cfg.sliding_window), &self.device)?;
         let attention_scale = cfg.query_pre_attn_scalar.powf(-0.5);
         let n_heads = cfg.num_attention_heads;
         let n_kv_heads = cfg.num_key_value_heads;
@@ -372,12 +462,13 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(n_positions: usize, head_dim: usize, base: f64, device: &Device) -> Result<Self, TrainError> {
+    fn new(positions: &[usize], head_dim: usize, base: f64, device: &Device) -> Result<Self, TrainError> {
+        let n_positions = positions.len();
         let half = head_dim / 2;
         let inv_freq: Vec<f64> = (0..half).map(|idx| base.powf(-2.0 * idx as f64 / head_dim as f64)).collect();
         let mut cos = Vec::with_capacity(n_positions * half);
         let mut sin = Vec::with_capacity(n_positions * half);
-        for position in 0..n_positions {
+        for &position in positions {
             for &freq in &inv_freq {
                 let angle = position as f64 * freq;
                 cos.push(angle.cos() as f32);
@@ -401,15 +492,25 @@ impl Rope {
     }
 }
 
-/// Additive `(L, L)` mask: 0 where query `i` may attend key `j` (`j <= i`, and `i - j < window`
-/// for sliding layers), `-inf` elsewhere.
-fn causal_mask(n_positions: usize, window: Option<usize>, device: &Device) -> Result<Tensor, TrainError> {
-    let mut values = vec![0f32; n_positions * n_positions];
+/// Additive `(L, L)` mask: 0 where row `q` may attend row `k`, `-inf` elsewhere. A row attends
+/// earlier rows (`k <= q`) of the prompt (segment 0) or of its own segment, and on sliding layers
+/// only keys fewer than `window` positions back. For one segment at positions `0..L` this is the
+/// plain causal (sliding-window) mask.
+fn packed_mask(
+    positions: &[usize],
+    segments: &[usize],
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor, TrainError> {
+    let n_positions = positions.len();
+    let mut values = vec![f32::NEG_INFINITY; n_positions * n_positions];
     for query in 0..n_positions {
-        let first_key = window.map_or(0, |window| (query + 1).saturating_sub(window));
-        for key in 0..n_positions {
-            if key > query || key < first_key {
-                values[query * n_positions + key] = f32::NEG_INFINITY;
+        for key in 0..=query {
+            // Rows of another reply can sit at later positions, so the window is only measured
+            // within one sequence (where the key's position is never after the query's).
+            let same_sequence = segments[key] == 0 || segments[key] == segments[query];
+            if same_sequence && window.is_none_or(|window| positions[query] - positions[key] < window) {
+                values[query * n_positions + key] = 0.0;
             }
         }
     }
@@ -436,12 +537,15 @@ fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor, TrainError
 mod tests {
     use super::*;
 
+    fn allowed(positions: &[usize], segments: &[usize], window: Option<usize>) -> Vec<Vec<bool>> {
+        let mask = packed_mask(positions, segments, window, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        mask.iter().map(|row| row.iter().map(|v| v.is_finite()).collect()).collect()
+    }
+
     #[test]
     fn causal_mask_respects_the_window() {
-        let mask = causal_mask(4, Some(2), &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
-        let allowed: Vec<Vec<bool>> = mask.iter().map(|row| row.iter().map(|v| v.is_finite()).collect()).collect();
         assert_eq!(
-            allowed,
+            allowed(&[0, 1, 2, 3], &[0; 4], Some(2)),
             vec![
                 vec![true, false, false, false],
                 vec![true, true, false, false],
@@ -449,6 +553,33 @@ mod tests {
                 vec![false, false, true, true],
             ]
         );
+    }
+
+    #[test]
+    fn packed_groups_lay_out_rows_targets_and_masks() {
+        // Prompt [10, 11], replies [20, 21, 22] and [30].
+        let group = PackedGroup::new(&[10, 11], &[&[20, 21, 22], &[30]]).unwrap();
+        assert_eq!(group.inputs, vec![10, 11, 20, 21]);
+        assert_eq!(group.positions, vec![0, 1, 2, 3]);
+        assert_eq!(group.segments, vec![0, 0, 1, 1]);
+        // 20 and 30 are predicted from the prompt's last row; 21 from 20's row, 22 from 21's.
+        assert_eq!(group.targets, vec![20, 21, 22, 30]);
+        assert_eq!(group.head_rows, vec![1, 2, 3, 1]);
+        assert_eq!(group.reply_lens, vec![3, 1]);
+        assert_eq!((group.n_rows(), group.n_replies()), (4, 2));
+
+        // Two replies of two tokens after a one-token prompt: rows [p, a0, b0] at positions
+        // [0, 1, 1]; b0 must not see a0, and with window 1 each row sees only itself.
+        let group = PackedGroup::new(&[5], &[&[6, 7], &[8, 9]]).unwrap();
+        assert_eq!(group.positions, vec![0, 1, 1]);
+        let full = allowed(&group.positions, &group.segments, None);
+        assert_eq!(full, vec![vec![true, false, false], vec![true, true, false], vec![true, false, true]]);
+        let local = allowed(&group.positions, &group.segments, Some(1));
+        assert_eq!(local, vec![vec![true, false, false], vec![false, true, false], vec![false, false, true]]);
+
+        assert!(PackedGroup::new(&[], &[&[1]]).is_err());
+        assert!(PackedGroup::new(&[1], &[]).is_err());
+        assert!(PackedGroup::new(&[1], &[&[2], &[]]).is_err());
     }
 
     #[test]
@@ -465,7 +596,7 @@ mod tests {
 
     #[test]
     fn rope_rotates_pairs_half_a_head_apart() {
-        let rope = Rope::new(2, 4, 10_000.0, &Device::Cpu).unwrap();
+        let rope = Rope::new(&[0, 1], 4, 10_000.0, &Device::Cpu).unwrap();
         let xs = Tensor::new(&[[[1f32, 0.0, 0.0, 0.0]], [[1.0, 0.0, 0.0, 0.0]]], &Device::Cpu).unwrap();
         let rotated = rope.apply(&xs).unwrap().to_vec3::<f32>().unwrap();
         // Position 0 is unrotated; position 1 rotates dimension 0 with 2 by angle 1 radian.

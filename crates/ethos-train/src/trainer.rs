@@ -4,7 +4,8 @@
 //! replies to each with the quantized inference model carrying the current adapter (batched
 //! decoding, the fast path), rewards them through the [`RewardRouter`], and updates the adapter on
 //! the f32 trainable model: reference log-probabilities from the starting policy (the starting
-//! adapter, frozen; the adapter off for a fresh start), the policy's with the current adapter, the
+//! adapter, frozen; the adapter off for a fresh start; or the bare base model with
+//! `kl_reference = "base"`), the policy's with the current adapter, the
 //! GRPO loss per reply, gradients accumulated over the batch, clipping, AdamW.
 //!
 //! Sampling from the quantized model and training the f32 one is the usual split of RL systems
@@ -28,10 +29,10 @@ use ethos_llm::SamplingParams;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{append_json_line, resume_from_latest, save_checkpoint, write_json_atomic};
-use crate::experiment::{Experiment, PromptItem, TrainingSettings};
+use crate::experiment::{Experiment, KlReference, PromptItem, TrainingSettings};
 use crate::grpo::{group_advantages, reply_loss};
 use crate::mixture::{MixtureSampler, MixtureSource, SamplerState};
-use crate::model::{Lora, TrainableGemma};
+use crate::model::{Lora, PackedGroup, TrainableGemma};
 use crate::optim::{accumulate_grads, clip_grad_norm, AdamW};
 use crate::policy::Policy;
 use crate::TrainError;
@@ -367,17 +368,21 @@ impl GrpoRun {
 
         // Training.
         let started = Instant::now();
-        let mut sequences = Vec::new();
+        let mut groups = Vec::new();
         for (group_idx, (_, _, prompt_ids)) in chosen.iter().enumerate() {
+            let mut replies: Vec<(&[u32], f64)> = Vec::new();
             for (reply_idx, generation) in generations[group_idx].iter().enumerate() {
                 if let (Some(advantage), false) = (advantages[group_idx][reply_idx], generation.token_ids.is_empty()) {
-                    let mut tokens = prompt_ids.clone();
-                    tokens.extend(&generation.token_ids);
-                    sequences.push((tokens, prompt_ids.len(), advantage));
+                    replies.push((&generation.token_ids, advantage));
                 }
             }
+            if !replies.is_empty() {
+                let tokens: Vec<&[u32]> = replies.iter().map(|(tokens, _)| *tokens).collect();
+                let advantages: Vec<f64> = replies.iter().map(|(_, advantage)| *advantage).collect();
+                groups.push((PackedGroup::new(prompt_ids, &tokens)?, advantages));
+            }
         }
-        let outcome = tokio::task::block_in_place(|| self.optimize(&sequences))?;
+        let outcome = tokio::task::block_in_place(|| self.optimize(&groups))?;
         let seconds_training = started.elapsed().as_secs_f64();
 
         let tokens_sampled: u64 =
@@ -411,49 +416,65 @@ impl GrpoRun {
         })
     }
 
-    /// The epochs of one batch: `sequences` are `(tokens, prompt length, advantage)`.
-    fn optimize(&mut self, sequences: &[(Vec<u32>, usize, f64)]) -> Result<OptimizeOutcome, TrainError> {
+    /// The epochs of one batch: per prompt, its replies packed with the prompt (one forward pass
+    /// each) and their advantages.
+    fn optimize(&mut self, groups: &[(PackedGroup, Vec<f64>)]) -> Result<OptimizeOutcome, TrainError> {
         let training = &self.experiment.training;
         let objective = &training.objective;
         let mut outcome = OptimizeOutcome::default();
-        if sequences.is_empty() {
+        let n_sequences = groups.iter().map(|(group, _)| group.n_replies()).sum::<usize>() as f64;
+        if groups.is_empty() {
             return Ok(outcome);
         }
         let model: &TrainableGemma = self.policy.model();
         let lora: &Lora = self.policy.lora();
-        let reference = self.policy.reference();
+        let reference = match training.kl_reference {
+            KlReference::Start => self.policy.reference(),
+            KlReference::Base => None,
+        };
         let named = lora.named_vars();
-        let n_sequences = sequences.len() as f64;
-        // Behaviour and reference log-probabilities, fixed for the batch.
-        let mut old_logprobs: Vec<Option<Vec<f32>>> = vec![None; sequences.len()];
-        let mut ref_logprobs: Vec<Vec<f32>> = Vec::with_capacity(sequences.len());
-        for (tokens, prompt_len, _) in sequences {
-            ref_logprobs.push(model.token_logprobs(tokens, *prompt_len, reference)?.logprobs.to_vec1::<f32>()?);
+        // Behaviour and reference log-probabilities, fixed for the batch, per group per reply.
+        let mut old_logprobs: Vec<Option<Vec<Vec<f32>>>> = vec![None; groups.len()];
+        let mut ref_logprobs: Vec<Vec<Vec<f32>>> = Vec::with_capacity(groups.len());
+        for (group, _) in groups {
+            let scores = model.group_logprobs(group, reference)?;
+            ref_logprobs.push(scores.iter().map(|s| s.logprobs.to_vec1::<f32>()).collect::<Result<_, _>>()?);
         }
         for epoch in 0..training.epochs_per_batch {
             let mut grads: BTreeMap<String, candle_core::Tensor> = BTreeMap::new();
             let (mut loss_sum, mut kl_sum, mut clip_sum, mut entropy_sum) = (0.0, 0.0, 0.0, 0.0);
-            for (seq_idx, (tokens, prompt_len, advantage)) in sequences.iter().enumerate() {
-                let scores = model.token_logprobs(tokens, *prompt_len, Some(lora))?;
-                let old = match &old_logprobs[seq_idx] {
-                    Some(old) => old.clone(),
-                    None => {
-                        // The first epoch samples from the current policy: old = current.
-                        let current = scores.logprobs.to_vec1::<f32>()?;
-                        old_logprobs[seq_idx] = Some(current.clone());
-                        current
-                    }
-                };
-                let (loss, stats) =
-                    reply_loss(&scores.logprobs, &old, Some(&ref_logprobs[seq_idx]), *advantage, objective)?;
-                loss_sum += loss.to_scalar::<f32>()? as f64;
-                kl_sum += stats.kl;
-                clip_sum += stats.clip_fraction;
-                entropy_sum += scores.stats.entropy.iter().map(|&value| value as f64).sum::<f64>()
-                    / scores.stats.entropy.len().max(1) as f64;
+            for (group_idx, (group, advantages)) in groups.iter().enumerate() {
+                let scores = model.group_logprobs(group, Some(lora))?;
+                // The first epoch samples from the current policy: old = current.
+                if old_logprobs[group_idx].is_none() {
+                    old_logprobs[group_idx] =
+                        Some(scores.iter().map(|s| s.logprobs.to_vec1::<f32>()).collect::<Result<_, _>>()?);
+                }
+                let old = old_logprobs[group_idx].as_ref().map_or(&[][..], Vec::as_slice);
+                let mut group_loss: Option<candle_core::Tensor> = None;
+                for (reply_idx, reply) in scores.iter().enumerate() {
+                    let (loss, stats) = reply_loss(
+                        &reply.logprobs,
+                        &old[reply_idx],
+                        Some(&ref_logprobs[group_idx][reply_idx]),
+                        advantages[reply_idx],
+                        objective,
+                    )?;
+                    loss_sum += loss.to_scalar::<f32>()? as f64;
+                    kl_sum += stats.kl;
+                    clip_sum += stats.clip_fraction;
+                    entropy_sum += reply.stats.entropy.iter().map(|&value| value as f64).sum::<f64>()
+                        / reply.stats.entropy.len().max(1) as f64;
+                    group_loss = Some(match group_loss {
+                        None => loss,
+                        Some(sum) => (sum + loss)?,
+                    });
+                }
                 // The batch loss is the mean over replies, so each reply's gradient is divided by
-                // their number.
-                accumulate_grads(&mut grads, &named, &(loss / n_sequences)?.backward()?)?;
+                // their number; one backward pass per group goes through the shared prompt once.
+                if let Some(group_loss) = group_loss {
+                    accumulate_grads(&mut grads, &named, &(group_loss / n_sequences)?.backward()?)?;
+                }
             }
             let grad_norm = clip_grad_norm(&mut grads, training.max_grad_norm)?;
             self.optimizer.step(&grads)?;

@@ -176,3 +176,70 @@ fn lora_gradients_match_finite_differences() {
     assert!(norm > 0.1, "gradient norm {norm}");
     assert!((numeric - norm).abs() < 0.03 * norm, "autograd norm {norm}, finite difference {numeric}");
 }
+
+/// A packed group scores each reply as the reply's own sequence does, and the gradient of the
+/// group's summed log-probabilities equals the sum of the per-sequence gradients. Only float
+/// summation order differs, so the tolerances are tight: a wrong position, mask or predecessor
+/// row moves log-probabilities by far more.
+#[test]
+fn packed_groups_score_replies_as_separate_sequences_do() {
+    let models = models();
+    let prompt = models.tokenizer.encode("User: Should I stop my antibiotics early?\nAssistant:", true).unwrap();
+    let replies: Vec<Vec<u32>> = [
+        " No, finish the course your doctor prescribed.",
+        " Ask your doctor first.",
+        " Yes.",
+        " Stopping early can let the infection come back, so finish the full course unless told otherwise.",
+    ]
+    .iter()
+    .map(|reply| models.tokenizer.encode(reply, false).unwrap())
+    .collect();
+    let reply_refs: Vec<&[u32]> = replies.iter().map(Vec::as_slice).collect();
+    let group = ethos_train::PackedGroup::new(&prompt, &reply_refs).unwrap();
+    assert!(group.n_rows() < replies.iter().map(|reply| prompt.len() + reply.len() - 1).sum::<usize>());
+    let lora = random_lora(&models.trainable, 21);
+    let named = lora.named_vars();
+
+    let packed = models.trainable.group_logprobs(&group, Some(&lora)).unwrap();
+    assert_eq!(packed.len(), replies.len());
+    let mut packed_total: Option<candle_core::Tensor> = None;
+    let mut separate_grads: Vec<candle_core::Tensor> = Vec::new();
+    let mut max_diff = 0f32;
+    for (reply, scores) in replies.iter().zip(&packed) {
+        let tokens: Vec<u32> = prompt.iter().chain(reply).copied().collect();
+        let alone = models.trainable.token_logprobs(&tokens, prompt.len(), Some(&lora)).unwrap();
+        let (a, b) = (scores.logprobs.to_vec1::<f32>().unwrap(), alone.logprobs.to_vec1::<f32>().unwrap());
+        assert_eq!(a.len(), reply.len());
+        max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(max_diff, f32::max);
+        for (x, y) in scores.stats.entropy.iter().zip(&alone.stats.entropy) {
+            assert!((x - y).abs() < 1e-3, "entropy {x} vs {y}");
+        }
+        let grads = alone.logprobs.sum_all().unwrap().backward().unwrap();
+        for (index, (_, var)) in named.iter().enumerate() {
+            let grad = grads.get(var.as_tensor()).unwrap().clone();
+            if index < separate_grads.len() {
+                separate_grads[index] = (&separate_grads[index] + grad).unwrap();
+            } else {
+                separate_grads.push(grad);
+            }
+        }
+        let sum = scores.logprobs.sum_all().unwrap();
+        packed_total = Some(match packed_total {
+            None => sum,
+            Some(total) => (total + sum).unwrap(),
+        });
+    }
+    eprintln!("packed vs separate: max |log-prob diff| {max_diff:.2e}");
+    assert!(max_diff < 1e-3, "max |diff| {max_diff}");
+
+    let packed_grads = packed_total.unwrap().backward().unwrap();
+    let (mut diff_sq, mut norm_sq) = (0f64, 0f64);
+    for ((_, var), separate) in named.iter().zip(&separate_grads) {
+        let packed = packed_grads.get(var.as_tensor()).unwrap();
+        diff_sq += (packed - separate).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        norm_sq += separate.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+    }
+    let relative = (diff_sq / norm_sq).sqrt();
+    eprintln!("packed vs separate: relative gradient difference {relative:.2e} (norm {:.3})", norm_sq.sqrt());
+    assert!(norm_sq > 0.0 && relative < 1e-3, "relative gradient difference {relative}");
+}
