@@ -45,6 +45,13 @@ struct Progress {
     outcome: CapabilityOutcome,
 }
 
+/// One line of `outcomes.jsonl`.
+#[derive(Debug, Serialize, Deserialize)]
+struct FinishedItem {
+    item: String,
+    outcome: CapabilityOutcome,
+}
+
 /// A finished run.
 #[derive(Debug)]
 pub struct CapabilityRun {
@@ -80,14 +87,9 @@ pub async fn run_capability(
     let samples_path = out.join("samples.jsonl");
     let outcomes_path = out.join("outcomes.jsonl");
     if samples_path.exists() && outcomes_path.exists() {
-        #[derive(Deserialize)]
-        struct Finished {
-            item: String,
-            outcome: CapabilityOutcome,
-        }
         let read_error = |err: ethos_core::RecordError| EvalError::Run(err.to_string());
         let samples = read_jsonl::<Sample>(&samples_path, ReadOptions::default()).map_err(read_error)?;
-        let outcomes = read_jsonl::<Finished>(&outcomes_path, ReadOptions::default()).map_err(read_error)?;
+        let outcomes = read_jsonl::<FinishedItem>(&outcomes_path, ReadOptions::default()).map_err(read_error)?;
         let mut by_item: HashMap<String, CapabilityOutcome> =
             outcomes.records.into_iter().map(|(_, finished)| (finished.item, finished.outcome)).collect();
         for (_, sample) in samples.records {
@@ -183,16 +185,12 @@ pub async fn run_capability(
         .iter()
         .flat_map(|(item, p)| item_scores(item, &p.outcome, &config.policy, config.condition.as_deref()))
         .collect();
-    let write_lines = |name: &str, lines: Vec<serde_json::Value>| {
-        let path = out.join(name);
-        write_jsonl_atomic(&path, lines).map_err(io_error(&path))
-    };
-    write_lines("samples.jsonl", ordered.iter().map(|(_, p)| serde_json::json!(p.sample)).collect())?;
-    write_lines(
-        "outcomes.jsonl",
-        ordered.iter().map(|(item, p)| serde_json::json!({"item": item.id, "outcome": p.outcome})).collect(),
-    )?;
-    write_lines("item_scores.jsonl", scores.iter().map(|score| serde_json::json!(score)).collect())?;
+    let samples_written = write_jsonl_atomic(&samples_path, ordered.iter().map(|(_, p)| &p.sample));
+    samples_written.map_err(io_error(&samples_path))?;
+    let outcomes = ordered.iter().map(|(item, p)| FinishedItem { item: item.id.clone(), outcome: p.outcome.clone() });
+    write_jsonl_atomic(&outcomes_path, outcomes).map_err(io_error(&outcomes_path))?;
+    let scores_path = out.join("item_scores.jsonl");
+    write_jsonl_atomic(&scores_path, &scores).map_err(io_error(&scores_path))?;
     let n_truncated = ordered.iter().filter(|(_, p)| p.sample.finish_reason == FinishReason::Length).count();
     let summary_path = out.join("summary.json");
     write_atomic(&summary_path, |writer| {

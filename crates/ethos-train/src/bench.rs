@@ -17,7 +17,7 @@ use ethos_llm::SamplingParams;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::grpo::{reply_loss, GrpoObjective};
+use crate::grpo::{group_loss, GrpoObjective};
 use crate::model::PackedGroup;
 use crate::optim::{accumulate_grads, clip_grad_norm, AdamW, AdamWConfig};
 use crate::policy::Policy;
@@ -100,19 +100,11 @@ pub fn time_grpo_steps(
 
         let phase = Instant::now();
         let mut grads = BTreeMap::new();
-        let mut group_loss: Option<candle_core::Tensor> = None;
-        for (scores, reference) in policy.model().group_logprobs(&group, Some(policy.lora()))?.iter().zip(&reference) {
-            let old = scores.logprobs.to_vec1::<f32>()?;
-            let advantage = rng.random_range(-1.0..1.0);
-            let (loss, _) = reply_loss(&scores.logprobs, &old, Some(reference), advantage, &objective)?;
-            group_loss = Some(match group_loss {
-                None => loss,
-                Some(sum) => (sum + loss)?,
-            });
-        }
-        if let Some(group_loss) = group_loss {
-            accumulate_grads(&mut grads, &named, &(group_loss / replies.len() as f64)?.backward()?)?;
-        }
+        let scores = policy.model().group_logprobs(&group, Some(policy.lora()))?;
+        let old: Vec<Vec<f32>> = scores.iter().map(|s| s.logprobs.to_vec1::<f32>()).collect::<Result<_, _>>()?;
+        let advantages: Vec<f64> = scores.iter().map(|_| rng.random_range(-1.0..1.0)).collect();
+        let (loss, _) = group_loss(&scores, &old, &reference, &advantages, &objective)?;
+        accumulate_grads(&mut grads, &named, &(loss / replies.len() as f64)?.backward()?)?;
         let policy_seconds = phase.elapsed().as_secs_f64();
         let phase = Instant::now();
         clip_grad_norm(&mut grads, 1.0)?;

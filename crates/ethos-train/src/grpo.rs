@@ -14,6 +14,7 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::model::TokenScores;
 use crate::TrainError;
 
 /// Settings of the objective.
@@ -84,6 +85,8 @@ pub struct ReplyLossStats {
     pub clip_fraction: f64,
     /// Mean policy ratio.
     pub mean_ratio: f64,
+    /// The loss's value.
+    pub loss: f64,
 }
 
 /// The loss of one reply (mean over its tokens) as a differentiable scalar, given the current
@@ -122,6 +125,7 @@ pub fn reply_loss(
         kl: 0.0,
         clip_fraction: n_clipped as f64 / n_tokens as f64,
         mean_ratio: ratios.iter().map(|&value| value as f64).sum::<f64>() / n_tokens as f64,
+        loss: 0.0,
     };
 
     if let Some(ref_logp) = ref_logp.filter(|_| objective.kl_coef != 0.0) {
@@ -131,7 +135,52 @@ pub fn reply_loss(
         stats.kl = k3.mean_all()?.to_scalar::<f32>()? as f64;
         per_token = (per_token + (k3 * objective.kl_coef)?)?;
     }
-    Ok((per_token.mean_all()?, stats))
+    let loss = per_token.mean_all()?;
+    stats.loss = loss.to_scalar::<f32>()? as f64;
+    Ok((loss, stats))
+}
+
+/// The summed loss of one packed group's replies ([`reply_loss`] of each), as one graph so that a
+/// single backward pass goes through the shared prompt once, with each reply's statistics.
+/// `old`, `reference` and `advantages` have one entry per reply of `scores`.
+pub fn group_loss(
+    scores: &[TokenScores],
+    old: &[Vec<f32>],
+    reference: &[Vec<f32>],
+    advantages: &[f64],
+    objective: &GrpoObjective,
+) -> Result<(Tensor, Vec<ReplyLossStats>), TrainError> {
+    if scores.is_empty()
+        || old.len() != scores.len()
+        || reference.len() != scores.len()
+        || advantages.len() != scores.len()
+    {
+        return Err(TrainError::Input(format!(
+            "group loss: {} replies, {} old, {} reference, {} advantages",
+            scores.len(),
+            old.len(),
+            reference.len(),
+            advantages.len()
+        )));
+    }
+    let mut total: Option<Tensor> = None;
+    let mut stats = Vec::with_capacity(scores.len());
+    for (reply_idx, reply) in scores.iter().enumerate() {
+        let (loss, reply_stats) = reply_loss(
+            &reply.logprobs,
+            &old[reply_idx],
+            Some(&reference[reply_idx]),
+            advantages[reply_idx],
+            objective,
+        )?;
+        total = Some(match total {
+            None => loss,
+            Some(sum) => (sum + loss)?,
+        });
+        stats.push(reply_stats);
+    }
+    let total = total.ok_or_else(|| TrainError::Input("group loss: no replies".to_string()))?;
+    Ok((total, stats))
 }
 
 #[cfg(test)]

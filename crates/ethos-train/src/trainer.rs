@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{append_json_line, resume_from_latest, save_checkpoint, write_json_atomic};
 use crate::experiment::{Experiment, KlReference, PromptItem, TrainingSettings};
-use crate::grpo::{group_advantages, reply_loss};
+use crate::grpo::{group_advantages, group_loss};
 use crate::mixture::{MixtureSampler, MixtureSource, SamplerState};
 use crate::model::{Lora, PackedGroup, TrainableGemma};
 use crate::optim::{accumulate_grads, clip_grad_norm, AdamW};
@@ -370,16 +370,16 @@ impl GrpoRun {
         let started = Instant::now();
         let mut groups = Vec::new();
         for (group_idx, (_, _, prompt_ids)) in chosen.iter().enumerate() {
-            let mut replies: Vec<(&[u32], f64)> = Vec::new();
+            let mut replies: Vec<&[u32]> = Vec::new();
+            let mut reply_advantages = Vec::new();
             for (reply_idx, generation) in generations[group_idx].iter().enumerate() {
                 if let (Some(advantage), false) = (advantages[group_idx][reply_idx], generation.token_ids.is_empty()) {
-                    replies.push((&generation.token_ids, advantage));
+                    replies.push(&generation.token_ids);
+                    reply_advantages.push(advantage);
                 }
             }
             if !replies.is_empty() {
-                let tokens: Vec<&[u32]> = replies.iter().map(|(tokens, _)| *tokens).collect();
-                let advantages: Vec<f64> = replies.iter().map(|(_, advantage)| *advantage).collect();
-                groups.push((PackedGroup::new(prompt_ids, &tokens)?, advantages));
+                groups.push((PackedGroup::new(prompt_ids, &replies)?, reply_advantages));
             }
         }
         let outcome = tokio::task::block_in_place(|| self.optimize(&groups))?;
@@ -450,31 +450,19 @@ impl GrpoRun {
                     old_logprobs[group_idx] =
                         Some(scores.iter().map(|s| s.logprobs.to_vec1::<f32>()).collect::<Result<_, _>>()?);
                 }
-                let old = old_logprobs[group_idx].as_ref().map_or(&[][..], Vec::as_slice);
-                let mut group_loss: Option<candle_core::Tensor> = None;
-                for (reply_idx, reply) in scores.iter().enumerate() {
-                    let (loss, stats) = reply_loss(
-                        &reply.logprobs,
-                        &old[reply_idx],
-                        Some(&ref_logprobs[group_idx][reply_idx]),
-                        advantages[reply_idx],
-                        objective,
-                    )?;
-                    loss_sum += loss.to_scalar::<f32>()? as f64;
-                    kl_sum += stats.kl;
-                    clip_sum += stats.clip_fraction;
+                let old = old_logprobs[group_idx].as_deref().unwrap_or_default();
+                let (loss, stats) = group_loss(&scores, old, &ref_logprobs[group_idx], advantages, objective)?;
+                for (reply, reply_stats) in scores.iter().zip(&stats) {
+                    loss_sum += reply_stats.loss;
+                    kl_sum += reply_stats.kl;
+                    clip_sum += reply_stats.clip_fraction;
                     entropy_sum += reply.stats.entropy.iter().map(|&value| value as f64).sum::<f64>()
                         / reply.stats.entropy.len().max(1) as f64;
-                    group_loss = Some(match group_loss {
-                        None => loss,
-                        Some(sum) => (sum + loss)?,
-                    });
                 }
-                // The batch loss is the mean over replies, so each reply's gradient is divided by
-                // their number; one backward pass per group goes through the shared prompt once.
-                if let Some(group_loss) = group_loss {
-                    accumulate_grads(&mut grads, &named, &(group_loss / n_sequences)?.backward()?)?;
-                }
+                // The batch loss is the mean over replies (the group loss sums its replies' means), so
+                // the group's gradient is divided by their number; one backward pass per group goes
+                // through the shared prompt once.
+                accumulate_grads(&mut grads, &named, &(loss / n_sequences)?.backward()?)?;
             }
             let grad_norm = clip_grad_norm(&mut grads, training.max_grad_norm)?;
             self.optimizer.step(&grads)?;

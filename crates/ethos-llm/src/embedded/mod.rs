@@ -24,6 +24,7 @@ pub mod lora;
 pub mod q8_matmul;
 mod tokenizer;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -72,11 +73,13 @@ pub fn spec_adapter(spec: &ModelSpec) -> Result<Option<SpecAdapter>, LlmError> {
         other => return Err(LlmError::Unsupported(format!("`{other}` is not an embedded model"))),
     };
     let (bytes, source) = match (model_name, adapter_path) {
-        (crate::WARMSTART_MODEL, _) => (WARMSTART_ADAPTER.to_vec(), format!("builtin:{}", crate::WARMSTART_MODEL)),
+        (crate::WARMSTART_MODEL, _) => {
+            (Cow::Borrowed(WARMSTART_ADAPTER), format!("builtin:{}", crate::WARMSTART_MODEL))
+        }
         (_, Some(path)) => {
             let bytes = std::fs::read(path)
                 .map_err(|err| LlmError::ModelFile { path: path.display().to_string(), message: err.to_string() })?;
-            (bytes, path.display().to_string())
+            (Cow::Owned(bytes), path.display().to_string())
         }
         (_, None) => return Ok(None),
     };
