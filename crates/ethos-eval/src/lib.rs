@@ -2,10 +2,13 @@
 //!
 //! - [`capability`]: the capability guards, GSM8K test exact match and IFEval strict and loose
 //!   accuracy (prompt- and instruction-level), scored with ethos-grade's verifiers.
+//! - [`ood`]: the out-of-distribution suite: benchmark adapters faithful to each benchmark's published scoring,
+//!   suites, the probability judge and the resumable suite runner.
 //! - [`runner`]: replies in batches from any [`ethos_llm::ChatModel`], with a progress file so a
 //!   killed run resumes without redoing finished items, and the final run files written atomically.
 
 pub mod capability;
+pub mod ood;
 pub mod runner;
 
 /// Errors of benchmark loading and evaluation runs.

@@ -405,28 +405,25 @@ pub fn continuation_logprobs(
         })
         .collect();
 
-    // Row `i` of continuation `c` (its token `i`) predicts its token `i + 1`, so the last token
-    // needs no forward pass.
-    let mut caches: Vec<KvCache> = Vec::new();
-    let mut runs: Vec<usize> = Vec::new();
-    for (continuation_idx, tokens) in continuations.iter().enumerate() {
-        if tokens.len() > 1 {
-            caches.push(prompt_cache.clone());
-            runs.push(continuation_idx);
-        }
-    }
-    for (chunk_caches, chunk_runs) in caches.chunks_mut(DEFAULT_MAX_BATCH).zip(runs.chunks(DEFAULT_MAX_BATCH)) {
+    // Row `i` of continuation `c` (its token `i`) predicts its token `i + 1`, so the last token needs no forward
+    // pass. Continuations that share leading tokens share rows: each one runs inside the longest forward sequence
+    // that starts with its own, so the numbers 0..=100 (digit by digit) cost 10 rows instead of ~100.
+    let plan = shared_prefix_plan(continuations);
+    let mut caches: Vec<KvCache> = plan.sequences.iter().map(|_| prompt_cache.clone()).collect();
+    let batches = caches.chunks_mut(DEFAULT_MAX_BATCH).zip(plan.sequences.chunks(DEFAULT_MAX_BATCH));
+    for (batch_index, (chunk_caches, chunk_sequences)) in batches.enumerate() {
         let mut segments: Vec<Segment<'_>> = chunk_caches
             .iter_mut()
-            .zip(chunk_runs)
-            .map(|(cache, &continuation_idx)| {
-                let tokens = &continuations[continuation_idx];
-                Segment { cache, tokens: &tokens[..tokens.len() - 1], logits: LogitRows::All }
-            })
+            .zip(chunk_sequences)
+            .map(|(cache, tokens)| Segment { cache, tokens, logits: LogitRows::All })
             .collect();
         let logits = model.forward(&mut segments)?;
-        for (segment_idx, &continuation_idx) in chunk_runs.iter().enumerate() {
-            let tokens = &continuations[continuation_idx];
+        for (continuation_idx, tokens) in continuations.iter().enumerate() {
+            let Some(sequence_idx) = plan.covering[continuation_idx] else { continue };
+            let Some(segment_idx) = sequence_idx.checked_sub(batch_index * DEFAULT_MAX_BATCH) else { continue };
+            if segment_idx >= chunk_sequences.len() {
+                continue;
+            }
             for (row_idx, &next_token) in tokens[1..].iter().enumerate() {
                 let row = logits.row(segment_idx, row_idx).ok_or_else(|| missing_logits("continuation"))?;
                 let logit = row.get(next_token as usize).copied().unwrap_or(f32::NEG_INFINITY);
@@ -437,6 +434,53 @@ pub fn continuation_logprobs(
     Ok(results)
 }
 
+/// Which forward sequences score a set of continuations.
+#[derive(Debug, PartialEq)]
+struct SharedPrefixPlan {
+    /// Token sequences to run after the prompt: the maximal `tokens[..len - 1]` of the continuations (none is a
+    /// prefix of another).
+    sequences: Vec<Vec<u32>>,
+    /// Per continuation, the sequence whose rows score it (`None` for continuations of at most one token).
+    covering: Vec<Option<usize>>,
+}
+
+fn shared_prefix_plan(continuations: &[Vec<u32>]) -> SharedPrefixPlan {
+    let needed: Vec<&[u32]> = continuations.iter().filter(|t| t.len() > 1).map(|t| &t[..t.len() - 1]).collect();
+    let mut sequences: Vec<Vec<u32>> = Vec::new();
+    // Longest first, so a sequence is kept only when no kept one already starts with it.
+    let mut by_length: Vec<&[u32]> = needed.clone();
+    by_length.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    by_length.dedup();
+    for candidate in by_length {
+        if !sequences.iter().any(|kept| kept.starts_with(candidate)) {
+            sequences.push(candidate.to_vec());
+        }
+    }
+    let covering = continuations
+        .iter()
+        .map(|t| (t.len() > 1).then(|| sequences.iter().position(|kept| kept.starts_with(&t[..t.len() - 1]))).flatten())
+        .collect();
+    SharedPrefixPlan { sequences, covering }
+}
+
 fn missing_logits(stage: &str) -> LlmError {
     LlmError::Inference(format!("forward pass returned no logits for the {stage}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuations_sharing_leading_tokens_share_one_forward_sequence() {
+        // Digit tokens: "1" = [1], "10" = [1, 0], "100" = [1, 0, 0], "2" = [2], "25" = [2, 5], "7" = [7].
+        let continuations = vec![vec![1], vec![1, 0], vec![1, 0, 0], vec![2], vec![2, 5], vec![7]];
+        let plan = shared_prefix_plan(&continuations);
+        assert_eq!(plan.sequences, vec![vec![1, 0], vec![2]]);
+        assert_eq!(plan.covering, vec![None, Some(0), Some(0), None, Some(1), None]);
+        // Distinct sequences stay apart; duplicates collapse.
+        let plan = shared_prefix_plan(&[vec![3, 4, 5], vec![3, 9, 5], vec![3, 4, 5]]);
+        assert_eq!(plan.sequences, vec![vec![3, 4], vec![3, 9]]);
+        assert_eq!(plan.covering, vec![Some(0), Some(1), Some(0)]);
+    }
 }
