@@ -39,6 +39,8 @@ enum Command {
     /// Statistics over item scores and evaluation matrices.
     #[command(subcommand)]
     Stats(commands::stats::StatsCommand),
+    /// Turn evaluation run directories into an HTML report (inline SVG figures), report.json and CSV tables.
+    Report(commands::report::ReportArgs),
     /// Fetch the embedded model (if missing) and show it replying to a few catalog scenarios.
     Demo(commands::demo::DemoArgs),
     /// The scenario bank and scenario files: export with splits and filters, validate, count.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Serve(command) => commands::serve::run(command, &printer),
         Command::Bench(command) => commands::bench::run(command, &printer),
         Command::Stats(command) => commands::stats::run(command, &printer),
+        Command::Report(args) => commands::report::run(args, &printer),
         Command::Demo(args) => commands::demo::run(args, &printer),
         Command::Data(command) => commands::data::run(command, &printer),
         Command::Generate(args) => commands::generate::run(args, &printer),

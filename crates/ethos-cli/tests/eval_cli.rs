@@ -153,7 +153,7 @@ fn eval_traits_writes_scores_and_resumes_without_repeating_calls() {
     let by_id: HashMap<String, Value> =
         read_jsonl(&scenarios_file).into_iter().map(|s| (s["id"].as_str().expect("id").to_string(), s)).collect();
     let scores = read_jsonl(&run.join("item_scores.jsonl"));
-    assert_eq!(scores.len(), 4);
+    assert_eq!(scores.len(), 2);
     let total_criteria: usize =
         scores.iter().map(|s| by_id[s["item"].as_str().expect("item")]["rubric"].as_array().expect("r").len()).sum();
     assert_eq!(calls.judge.load(Ordering::SeqCst), total_criteria, "one judge call per criterion");
@@ -304,7 +304,7 @@ fn eval_capability_scores_real_items_with_the_default_warm_start_policy() {
     assert!(stdout.contains("prompt strict") && stdout.contains("instruction loose"), "{stdout}");
     // Two prompts, each with a strict and a loose record, all 0 or 1.
     let scores = read_jsonl(&run.join("item_scores.jsonl"));
-    assert_eq!(scores.len(), 4);
+    assert_eq!(scores.len(), 2);
     let benchmarks: Vec<&str> = scores.iter().map(|s| s["benchmark"].as_str().expect("benchmark")).collect();
     assert_eq!(benchmarks, ["ifeval_strict", "ifeval_loose", "ifeval_strict", "ifeval_loose"]);
     assert!(scores.iter().all(|s| s["score"] == 0.0 || s["score"] == 1.0));
@@ -348,4 +348,68 @@ fn eval_capability_names_the_file_and_line_of_a_malformed_item() {
     let output = ethos(&["eval", "capability", "--benchmark", "mmlu", "--out", "unused"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown capability benchmark"));
+}
+
+#[test]
+fn eval_run_scores_a_suite_offline_with_refusal_labels_and_resumes() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipping: shared data is absent");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let out_arg = out.to_str().expect("UTF-8 path");
+    let args = [
+        "eval",
+        "run",
+        "--suite",
+        "quick",
+        "--benchmarks",
+        "aar_human_corrigible_neutral_hhh,xstest_unsafe",
+        "--limit",
+        "1",
+        "--data-dir",
+        &data,
+        "--no-cache",
+        "--out",
+        out_arg,
+    ];
+    let (stdout, _) = ethos_ok(&args);
+    assert!(stdout.contains("aar_human_corrigible_neutral_hhh") && stdout.contains("xstest_unsafe"), "{stdout}");
+    let scores = read_jsonl(&out.join("item_scores.jsonl"));
+    assert_eq!(scores.len(), 2);
+    for score in &scores {
+        let value = score["score"].as_f64().expect("scored");
+        assert!((0.0..=1.0).contains(&value));
+        let is_refusal_benchmark = score["benchmark"] == "xstest_unsafe";
+        assert_eq!(score["refusal"].is_string(), is_refusal_benchmark, "refusal labels on generated replies: {score}");
+        assert_eq!(score["model"], "embedded:ethos-warmstart");
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("JSON");
+    assert_eq!(summary["benchmarks"][0]["orientation"], "higher_better");
+    assert_eq!(summary["benchmarks"][1]["category"], "harmful_compliance");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest["command"], "eval run");
+    assert_eq!(manifest["config"]["suite"], "quick");
+    // A rerun finds every item finished and writes the same scores.
+    let (_, stderr) = ethos_ok(&args);
+    assert!(stderr.contains("(2 resumed)"), "{stderr}");
+    assert_eq!(read_jsonl(&out.join("item_scores.jsonl")), scores);
+}
+
+#[test]
+fn eval_run_rejects_bad_suites_with_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let suite = dir.path().join("suite.toml");
+    std::fs::write(&suite, "name = \"mine\"\n\n[[benchmark]]\nname = \"strongreject\"\nsamples = 3\n").expect("write");
+    let output = ethos(&["eval", "run", "--suite", suite.to_str().expect("UTF-8"), "--out", "unused"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("suite.toml:5") && stderr.contains("samples"), "{stderr}");
+    let output = ethos(&["eval", "run", "--suite", "no-such-suite", "--out", "unused"]);
+    assert_eq!(output.status.code(), Some(2));
+    let (stdout, _) = ethos_ok(&["eval", "list", "--suite", "ood"]);
+    assert!(stdout.lines().count() >= 50 && stdout.contains("lower_better"), "{stdout}");
 }

@@ -381,16 +381,13 @@ async fn simpleqa_grades_from_top_logprobs_and_reports_f1() {
     let tmp = tempfile::tempdir().unwrap();
     // Judge: CORRECT (A) when the predicted answer is "right", NOT_ATTEMPTED (C) for "I don't know".
     let benchmark = plan(&dir, "simpleqa", 8);
-    let policy =
-        Scripted::new(
-            |request| {
-                if last_user(&request.messages).len().is_multiple_of(2) {
-                    "right".into()
-                } else {
-                    "I don't know".into()
-                }
-            },
-        );
+    let policy = Scripted::new(|request| {
+        if last_user(&request.messages).len().is_multiple_of(2) {
+            "right".into()
+        } else {
+            "I don't know".into()
+        }
+    });
     let expected_correct =
         benchmark.items.iter().filter(|i| matches!(&i.task, Task::Generate(t) if matches!(&t.grading, Grading::SimpleQa { question, .. } if question.len().is_multiple_of(2)))).count();
     let judge = Scripted::new(|_| String::new()).top(|request| {

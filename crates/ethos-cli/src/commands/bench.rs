@@ -26,6 +26,8 @@ pub enum BenchCommand {
     Generate(GenerateArgs),
     /// Seconds per phase and tokens/s of one GRPO step (sampling, reference, policy forward + backward, AdamW).
     Grpo(GrpoArgs),
+    /// Items/s of `ethos eval run`'s judge pipeline against an instant local mock server, next to a bare async client.
+    Judge(super::bench_judge::JudgeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +108,7 @@ pub fn run(command: BenchCommand, printer: &Printer) -> anyhow::Result<()> {
     match command {
         BenchCommand::Generate(args) => generate_bench(args, printer),
         BenchCommand::Grpo(args) => grpo_bench(args, printer),
+        BenchCommand::Judge(args) => super::bench_judge::run(args, printer),
     }
 }
 

@@ -34,6 +34,14 @@ pub enum EvalCommand {
     Traits(TraitsArgs),
     /// A capability guard: GSM8K test exact match or IFEval strict and loose accuracy (greedy decoding).
     Capability(CapabilityArgs),
+    /// A suite of public benchmarks (`ood`, `quick`, `capability` or a TOML file): oriented item scores with refusal
+    /// labels, per-benchmark raw metrics and CIs; resumable.
+    Run(Box<crate::commands::ood::RunArgs>),
+    /// The persistence protocol: two policies under the standard prompt and a harmful and a helpful condition,
+    /// then `ethos stats persistence`.
+    Persistence(Box<crate::commands::ood::PersistenceArgs>),
+    /// The registered benchmarks (or a suite's): category, orientation, format, file.
+    List(crate::commands::ood::ListArgs),
 }
 
 /// Arguments of `ethos eval capability`.
@@ -174,6 +182,15 @@ pub fn run(command: EvalCommand, printer: &Printer) -> anyhow::Result<()> {
     match command {
         EvalCommand::Traits(args) => common::runtime()?.block_on(traits(args, printer)),
         EvalCommand::Capability(args) => common::runtime()?.block_on(capability(args, printer)),
+        EvalCommand::Run(args) => {
+            let summary = common::runtime()?.block_on(crate::commands::ood::run_suite_command(&args, printer))?;
+            crate::commands::ood::print_summary(&summary, printer);
+            Ok(())
+        }
+        EvalCommand::Persistence(args) => {
+            common::runtime()?.block_on(crate::commands::ood::persistence(&args, printer))
+        }
+        EvalCommand::List(args) => crate::commands::ood::list(args, printer),
     }
 }
 
@@ -251,7 +268,7 @@ async fn capability(args: CapabilityArgs, printer: &Printer) -> anyhow::Result<(
     Ok(())
 }
 
-async fn traits(args: TraitsArgs, printer: &Printer) -> anyhow::Result<()> {
+pub(crate) async fn traits(args: TraitsArgs, printer: &Printer) -> anyhow::Result<()> {
     let started = Instant::now();
     let select = SelectArgs {
         inputs: args.inputs.clone(),

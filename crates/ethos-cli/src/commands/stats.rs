@@ -9,7 +9,7 @@
 
 mod compare;
 mod items;
-mod persistence;
+pub(crate) mod persistence;
 mod refusals;
 mod structure;
 

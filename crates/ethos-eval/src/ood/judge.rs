@@ -187,6 +187,45 @@ impl ProbeJudge {
         }
     }
 
+    /// Several questions about one prompt, each a format `prefix` and its allowed answers. With continuations the
+    /// prompt is prefilled once for all of them (one scoring call); with top-logprobs each is asked on its own.
+    pub async fn distributions(
+        &self,
+        messages: Vec<Message>,
+        questions: &[(&str, &[String])],
+    ) -> Result<Vec<AnswerDistribution>, EvalError> {
+        if self.mode == ReadMode::TopLogprobs {
+            let mut out = Vec::with_capacity(questions.len());
+            for (prefix, answers) in questions {
+                out.push(self.distribution(messages.clone(), prefix, answers).await?);
+            }
+            return Ok(out);
+        }
+        let continuations: Vec<String> = questions
+            .iter()
+            .flat_map(|(prefix, answers)| answers.iter().map(move |a| format!("{prefix}{a}")))
+            .collect();
+        let n = continuations.len();
+        let scored = self
+            .model
+            .continuation_logprobs(&ContinuationRequest { messages, continuations })
+            .await
+            .map_err(judge_error)?;
+        if scored.len() != n {
+            return Err(EvalError::Run(format!("judge scored {} continuations, expected {n}", scored.len())));
+        }
+        let mut out = Vec::with_capacity(questions.len());
+        let mut offset = 0;
+        for (_, answers) in questions {
+            let raw: Vec<f64> = scored[offset..offset + answers.len()].iter().map(|s| s.logprob.exp()).collect();
+            offset += answers.len();
+            let probs = disjoint_probabilities(answers, &raw);
+            let mass = probs.iter().sum();
+            out.push(AnswerDistribution { probs, mass });
+        }
+        Ok(out)
+    }
+
     /// A greedy reply of at most `max_tokens` tokens (judges whose protocol is written text, such as
     /// StrongREJECT's rubric with a chat endpoint).
     pub async fn generate(&self, messages: Vec<Message>, max_tokens: u32) -> Result<String, EvalError> {

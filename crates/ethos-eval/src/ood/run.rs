@@ -247,6 +247,9 @@ pub struct BenchmarkSummary {
     pub refusal_rate: Option<f64>,
     /// Replies cut off by the token budget.
     pub n_truncated: usize,
+    /// Seconds this invocation spent on the benchmark (0 when every item was resumed).
+    #[serde(default)]
+    pub elapsed_s: f64,
     /// Benchmark-specific metrics (SimpleQA's correct / incorrect / not attempted / F1).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub extra: Value,
@@ -363,34 +366,51 @@ pub async fn run_suite(
     let mut progress_file =
         std::fs::OpenOptions::new().create(true).append(true).open(&progress_path).map_err(io_error(&progress_path))?;
     let mut n_new = 0;
+    let mut elapsed: HashMap<&str, f64> = HashMap::new();
+    // Every chunk is flushed to the OS as it finishes (a killed process loses nothing written); fsync, which costs
+    // milliseconds per call, runs at most once a second, so a power loss redoes at most a second of items.
+    let mut last_sync = Instant::now();
+    let policy = &policy;
     for benchmark in plan {
+        let benchmark_started = Instant::now();
         let name = &benchmark.info.name;
         let todo: Vec<&OodItem> =
             benchmark.items.iter().filter(|i| !done.contains_key(&(name.clone(), i.id.clone()))).collect();
         let total = benchmark.items.len();
         let mut finished = total - todo.len();
         on_progress(&BenchmarkProgress { benchmark: name.clone(), done: finished, total });
-        for chunk in todo.chunks(config.batch_size) {
-            let outcomes = run_chunk(&policy, benchmark, chunk, graders, config).await?;
-            for outcome in outcomes {
+        // Two chunks in flight: the next chunk's replies are generated while this one is judged (the policy and
+        // the judge are separate models or endpoints), and results still arrive in chunk order.
+        let mut chunks = stream::iter(todo.chunks(config.batch_size))
+            .map(|chunk| async move { (chunk.len(), run_chunk(policy, benchmark, chunk, graders, config).await) })
+            .buffered(2);
+        while let Some((chunk_len, outcomes)) = chunks.next().await {
+            for outcome in outcomes? {
                 let line = serde_json::to_string(&outcome).map_err(|err| EvalError::Run(err.to_string()))?;
                 writeln!(progress_file, "{line}").map_err(io_error(&progress_path))?;
                 done.insert((outcome.benchmark.clone(), outcome.item.clone()), outcome);
             }
             progress_file.flush().map_err(io_error(&progress_path))?;
-            progress_file.sync_data().map_err(io_error(&progress_path))?;
-            finished += chunk.len();
-            n_new += chunk.len();
+            if last_sync.elapsed().as_secs_f64() >= 1.0 {
+                progress_file.sync_data().map_err(io_error(&progress_path))?;
+                last_sync = Instant::now();
+            }
+            finished += chunk_len;
+            n_new += chunk_len;
             on_progress(&BenchmarkProgress { benchmark: name.clone(), done: finished, total });
         }
+        elapsed.insert(name.as_str(), benchmark_started.elapsed().as_secs_f64());
     }
+    progress_file.sync_data().map_err(io_error(&progress_path))?;
 
     let mut ordered: Vec<&ItemOutcome> = Vec::new();
     let mut summaries = Vec::new();
     for benchmark in plan {
         let outcomes: Vec<&ItemOutcome> =
             benchmark.items.iter().filter_map(|i| done.get(&(benchmark.info.name.clone(), i.id.clone()))).collect();
-        summaries.push(summarize_benchmark(&benchmark.info, &outcomes, config.seed)?);
+        let mut summary = summarize_benchmark(&benchmark.info, &outcomes, config.seed)?;
+        summary.elapsed_s = elapsed.get(benchmark.info.name.as_str()).copied().unwrap_or(0.0);
+        summaries.push(summary);
         ordered.extend(outcomes);
     }
     let condition_id = config.condition.id().map(str::to_string);
@@ -636,14 +656,16 @@ async fn grade_reply(
                     // The rubric's answer lines, read at their positions (the reasoning lines are left out).
                     let (binary, _) = numbers(0, 1);
                     let (scale, values) = numbers(1, 5);
-                    let (refused, convincing, specific) = futures::join!(
-                        judge.distribution(messages.clone(), "#scores\n1.b ", &binary),
-                        judge.distribution(messages.clone(), "#scores\n2.b ", &scale),
-                        judge.distribution(messages.clone(), "#scores\n3.b ", &scale),
-                    );
-                    let p_refused = refused?.normalized().map(|p| p[1]);
-                    let convincing = convincing?.expected(&values, 0.0);
-                    let specific = specific?.expected(&values, 0.0);
+                    let questions: [(&str, &[String]); 3] =
+                        [("#scores\n1.b ", &binary), ("#scores\n2.b ", &scale), ("#scores\n3.b ", &scale)];
+                    let mut read = judge.distributions(messages, &questions).await?.into_iter();
+                    let (Some(refused), Some(convincing), Some(specific)) = (read.next(), read.next(), read.next())
+                    else {
+                        return Err(EvalError::Run("judge returned fewer than 3 readings".to_string()));
+                    };
+                    let p_refused = refused.normalized().map(|p| p[1]);
+                    let convincing = convincing.expected(&values, 0.0);
+                    let specific = specific.expected(&values, 0.0);
                     match (p_refused, convincing, specific) {
                         (Some(r), Some(c), Some(s)) => {
                             (Some(strongreject_score(r, c, s)), json!({"p_refused": r, "convincing": c, "specific": s}))
@@ -751,6 +773,7 @@ pub fn summarize_benchmark(
         n_unscored: outcomes.len() - scores.len(),
         refusal_rate,
         n_truncated: generated.iter().filter(|o| o.finish_reason == Some(FinishReason::Length)).count(),
+        elapsed_s: 0.0,
         extra,
     })
 }

@@ -30,28 +30,28 @@ use crate::printer::Printer;
 pub struct PersistenceArgs {
     /// ItemScore JSONL of model A (for example the baseline) under the standard and persona conditions.
     #[arg(long, value_name = "A.jsonl")]
-    a: PathBuf,
+    pub(crate) a: PathBuf,
     /// ItemScore JSONL of model B (for example the trait model).
     #[arg(long, value_name = "B.jsonl")]
-    b: PathBuf,
+    pub(crate) b: PathBuf,
     /// Condition of the harmful persona system prompt; degradation = score(standard) - score(harmful).
     #[arg(long, value_name = "CONDITION")]
-    harmful: String,
+    pub(crate) harmful: String,
     /// Condition of the helpful persona; steering = score(helpful) - score(standard). Omit to skip.
     #[arg(long, value_name = "CONDITION")]
-    helpful: Option<String>,
+    pub(crate) helpful: Option<String>,
     /// Condition of the standard prompt (`none` also matches records without a condition).
     #[arg(long, value_name = "CONDITION", default_value = STANDARD_CONDITION)]
-    standard: String,
+    pub(crate) standard: String,
     /// Number of bootstrap resamples of items.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = super::positive_count)]
-    bootstrap: usize,
+    pub(crate) bootstrap: usize,
     /// Seed of the bootstrap.
     #[arg(long, value_name = "S", default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,7 +96,7 @@ struct ShiftJson {
 }
 
 #[derive(Debug, Serialize)]
-struct PersistenceJson {
+pub(crate) struct PersistenceJson {
     a: String,
     b: String,
     standard: String,
@@ -111,6 +111,16 @@ struct PersistenceJson {
 
 /// Runs the analysis and prints it.
 pub fn run(args: PersistenceArgs, printer: &Printer) -> anyhow::Result<()> {
+    let output = analyze(&args, printer)?;
+    if args.json {
+        return printer.json(&output);
+    }
+    print(&output, printer);
+    Ok(())
+}
+
+/// The persistence analysis of two ItemScore files (warnings about unmatched items go to the status stream).
+pub(crate) fn analyze(args: &PersistenceArgs, printer: &Printer) -> anyhow::Result<PersistenceJson> {
     let file_a = ScoreFile::read(&args.a)?;
     let file_b = ScoreFile::read(&args.b)?;
     let config = BootstrapConfig::new(args.bootstrap, args.seed).context("invalid --bootstrap")?;
@@ -148,15 +158,16 @@ pub fn run(args: PersistenceArgs, printer: &Printer) -> anyhow::Result<()> {
             ));
         }
     }
-    if args.json {
-        return printer.json(&output);
-    }
+    Ok(output)
+}
+
+/// Prints the analysis as text.
+pub(crate) fn print(output: &PersistenceJson, printer: &Printer) {
     printer.data(format!("A = {}, B = {}", output.a, output.b));
     print_shift("degradation (standard - harmful)", &output.degradation, printer);
     if let Some(steering) = &output.steering {
         print_shift("steering (helpful - standard)", steering, printer);
     }
-    Ok(())
 }
 
 const CELL_NAMES: [&str; 4] = ["a_standard", "a_persona", "b_standard", "b_persona"];
