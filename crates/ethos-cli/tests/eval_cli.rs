@@ -153,7 +153,7 @@ fn eval_traits_writes_scores_and_resumes_without_repeating_calls() {
     let by_id: HashMap<String, Value> =
         read_jsonl(&scenarios_file).into_iter().map(|s| (s["id"].as_str().expect("id").to_string(), s)).collect();
     let scores = read_jsonl(&run.join("item_scores.jsonl"));
-    assert_eq!(scores.len(), 2);
+    assert_eq!(scores.len(), 4);
     let total_criteria: usize =
         scores.iter().map(|s| by_id[s["item"].as_str().expect("item")]["rubric"].as_array().expect("r").len()).sum();
     assert_eq!(calls.judge.load(Ordering::SeqCst), total_criteria, "one judge call per criterion");
@@ -304,7 +304,7 @@ fn eval_capability_scores_real_items_with_the_default_warm_start_policy() {
     assert!(stdout.contains("prompt strict") && stdout.contains("instruction loose"), "{stdout}");
     // Two prompts, each with a strict and a loose record, all 0 or 1.
     let scores = read_jsonl(&run.join("item_scores.jsonl"));
-    assert_eq!(scores.len(), 2);
+    assert_eq!(scores.len(), 4);
     let benchmarks: Vec<&str> = scores.iter().map(|s| s["benchmark"].as_str().expect("benchmark")).collect();
     assert_eq!(benchmarks, ["ifeval_strict", "ifeval_loose", "ifeval_strict", "ifeval_loose"]);
     assert!(scores.iter().all(|s| s["score"] == 0.0 || s["score"] == 1.0));
