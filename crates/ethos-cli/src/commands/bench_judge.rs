@@ -681,6 +681,6 @@ mod tests {
             "--no-cache",
         ]);
         let parsed = parsed.map_err(|err| err.to_string());
-        assert_eq!(parsed.as_ref().map(|p| p.run.batch_size), Ok(64));
+        assert_eq!(parsed.as_ref().map(|p| p.run.settings.batch_size), Ok(64));
     }
 }

@@ -34,49 +34,19 @@ use crate::printer::Printer;
 /// Arguments of `ethos eval run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Suite: `ood`, `quick`, `capability`, or a suite TOML file.
-    #[arg(long, default_value = "quick")]
-    pub suite: String,
     /// Model spec of the policy.
     #[arg(long, default_value = ethos_llm::DEFAULT_POLICY)]
     pub policy: String,
-    /// Probability judge (model spec) for emergent misalignment, StrongREJECT and SimpleQA (default: the suite's).
-    #[arg(long)]
-    pub judge: Option<String>,
-    /// Criterion judge of rubric benchmarks (HealthBench): `semantic:minilm`, a model spec, `logprob:` / `json:`
-    /// (default: the suite's).
-    #[arg(long)]
-    pub rubric_judge: Option<String>,
     /// Prompt condition: `none`, a catalog persona id (system prompt), or `jailbreak:N` (row N of the in-the-wild
     /// jailbreak prompts wrapped around each user turn).
     #[arg(long, default_value = "none")]
     pub condition: String,
-    /// Keep only these benchmarks of the suite (comma-separated names).
-    #[arg(long, value_delimiter = ',')]
-    pub benchmarks: Vec<String>,
-    /// Items per benchmark for every benchmark (0 = the suite's sizes).
-    #[arg(long, default_value_t = 0)]
-    pub limit: usize,
-    /// Seed of subsets, sampling and CIs (default: the suite's).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Multiple choice by `logprob` (the published method) or by a parsed `generate`d answer.
-    #[arg(long, default_value = "logprob", value_parser = parse_choice_mode)]
-    pub choice_mode: ChoiceMode,
-    /// Items per batched policy call.
-    #[arg(long, default_value_t = 8)]
-    pub batch_size: usize,
-    /// Scoring and judge calls in flight.
-    #[arg(long, default_value_t = 8)]
-    pub judge_concurrency: usize,
-    /// Shared data directory.
-    #[arg(long, env = "ETHOS_DATA_DIR", default_value = "../shared/data")]
-    pub data_dir: PathBuf,
     /// Run directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Suite, judges and backend settings.
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub settings: RunSettings,
 }
 
 /// Arguments of `ethos eval persistence`.
@@ -142,22 +112,7 @@ pub struct RunSettings {
 impl RunSettings {
     /// `eval run` arguments for one policy, condition and run directory.
     pub fn for_run(&self, policy: &str, condition: &str, out: PathBuf) -> RunArgs {
-        RunArgs {
-            suite: self.suite.clone(),
-            policy: policy.to_string(),
-            judge: self.judge.clone(),
-            rubric_judge: self.rubric_judge.clone(),
-            condition: condition.to_string(),
-            benchmarks: self.benchmarks.clone(),
-            limit: self.limit,
-            seed: self.seed,
-            choice_mode: self.choice_mode,
-            batch_size: self.batch_size,
-            judge_concurrency: self.judge_concurrency,
-            data_dir: self.data_dir.clone(),
-            out,
-            model: self.model.clone(),
-        }
+        RunArgs { policy: policy.to_string(), condition: condition.to_string(), out, settings: self.clone() }
     }
 }
 
@@ -235,7 +190,7 @@ pub fn parse_condition(condition: &str, data_dir: &Path) -> anyhow::Result<Condi
 /// The benchmarks of a run: the suite's selection, filtered, loaded and subset.
 fn plan(suite: &Suite, args: &RunArgs, seed: u64) -> anyhow::Result<Vec<PlannedBenchmark>> {
     let selected = suite.select().map_err(|err| anyhow::anyhow!("suite `{}`: {err}", suite.name))?;
-    for name in &args.benchmarks {
+    for name in &args.settings.benchmarks {
         anyhow::ensure!(
             selected.iter().any(|s| &s.registered.info.name == name),
             "benchmark `{name}` is not in suite `{}` (see `ethos eval list --suite {}`)",
@@ -246,11 +201,11 @@ fn plan(suite: &Suite, args: &RunArgs, seed: u64) -> anyhow::Result<Vec<PlannedB
     let options = LoadOptions { samples_per_paraphrase: suite.samples_per_paraphrase, seed };
     let mut plan = Vec::new();
     for selected in selected {
-        if !args.benchmarks.is_empty() && !args.benchmarks.contains(&selected.registered.info.name) {
+        if !args.settings.benchmarks.is_empty() && !args.settings.benchmarks.contains(&selected.registered.info.name) {
             continue;
         }
-        let loaded = load_benchmark(&selected.registered, &args.data_dir, &options)?;
-        let n = if args.limit > 0 { args.limit } else { selected.n };
+        let loaded = load_benchmark(&selected.registered, &args.settings.data_dir, &options)?;
+        let n = if args.settings.limit > 0 { args.settings.limit } else { selected.n };
         let items = stratified_subset(loaded.items, n, seed);
         plan.push(PlannedBenchmark { info: loaded.info, items, max_tokens: selected.max_tokens });
     }
@@ -265,22 +220,22 @@ fn needs(plan: &[PlannedBenchmark], want: impl Fn(&Grading) -> bool) -> bool {
 /// Runs `ethos eval run`; returns the summary (also written to the run directory) for the caller to print.
 pub async fn run_suite_command(args: &RunArgs, printer: &Printer) -> anyhow::Result<SuiteSummary> {
     let started = Instant::now();
-    let suite = Suite::load(&args.suite)?;
-    let seed = args.seed.unwrap_or(suite.seed);
-    if !args.data_dir.exists() {
+    let suite = Suite::load(&args.settings.suite)?;
+    let seed = args.settings.seed.unwrap_or(suite.seed);
+    if !args.settings.data_dir.exists() {
         anyhow::bail!(
             "data directory {} not found (pass --data-dir or set ETHOS_DATA_DIR to the shared data directory)",
-            args.data_dir.display()
+            args.settings.data_dir.display()
         );
     }
-    let condition = parse_condition(&args.condition, &args.data_dir)?;
+    let condition = parse_condition(&args.condition, &args.settings.data_dir)?;
     let plan = plan(&suite, args, seed)?;
     let n_items: usize = plan.iter().map(|b| b.items.len()).sum();
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
-    let policy = common::load_policy(&args.policy, &args.model, printer).await?;
-    let judge_spec = args.judge.clone().unwrap_or_else(|| suite.judge.clone());
-    let rubric_spec = args.rubric_judge.clone().unwrap_or_else(|| suite.rubric_judge.clone());
+    let policy = common::load_policy(&args.policy, &args.settings.model, printer).await?;
+    let judge_spec = args.settings.judge.clone().unwrap_or_else(|| suite.judge.clone());
+    let rubric_spec = args.settings.rubric_judge.clone().unwrap_or_else(|| suite.rubric_judge.clone());
     let need_probe = needs(&plan, |g| {
         matches!(g, Grading::Misalignment { .. } | Grading::StrongReject { .. } | Grading::SimpleQa { .. })
     });
@@ -288,7 +243,7 @@ pub async fn run_suite_command(args: &RunArgs, printer: &Printer) -> anyhow::Res
     let judge_model: Option<LoadedModel> = match need_probe {
         false => None,
         true if judge_spec == policy.spec => Some(policy.clone()),
-        true => Some(common::load_policy(&judge_spec, &args.model, printer).await?),
+        true => Some(common::load_policy(&judge_spec, &args.settings.model, printer).await?),
     };
     let probe = match &judge_model {
         Some(model) => {
@@ -306,11 +261,11 @@ pub async fn run_suite_command(args: &RunArgs, printer: &Printer) -> anyhow::Res
             semantic_threshold: None,
         };
         let shared = judge_model.as_ref().filter(|m| m.spec != policy.spec).unwrap_or(&policy);
-        Some(judge_args.load(&args.model, printer, Some(shared)).await?)
+        Some(judge_args.load(&args.settings.model, printer, Some(shared)).await?)
     } else {
         None
     };
-    let templates = if need_probe { JudgeTemplates::load(&args.data_dir)? } else { JudgeTemplates::default() };
+    let templates = if need_probe { JudgeTemplates::load(&args.settings.data_dir)? } else { JudgeTemplates::default() };
     let min_number_mass = suite
         .judge_min_mass
         .unwrap_or_else(|| probe.as_ref().map(|j| default_min_number_mass(j.mode())).unwrap_or(0.25));
@@ -342,10 +297,10 @@ pub async fn run_suite_command(args: &RunArgs, printer: &Printer) -> anyhow::Res
             "judge": need_probe.then_some(&judge_spec), "judge_read_mode": graders.judge.as_ref().map(|j| j.mode().as_str()),
             "rubric_judge": need_rubric.then_some(&rubric_spec), "refusal_classifier": "heuristic",
             "judge_min_number_mass": min_number_mass,
-            "choice_mode": args.choice_mode, "temperature": suite.temperature,
-            "samples_per_paraphrase": suite.samples_per_paraphrase, "limit": args.limit,
-            "batch_size": args.batch_size, "judge_concurrency": args.judge_concurrency,
-            "data_dir": args.data_dir, "benchmarks": benchmarks,
+            "choice_mode": args.settings.choice_mode, "temperature": suite.temperature,
+            "samples_per_paraphrase": suite.samples_per_paraphrase, "limit": args.settings.limit,
+            "batch_size": args.settings.batch_size, "judge_concurrency": args.settings.judge_concurrency,
+            "data_dir": args.settings.data_dir, "benchmarks": benchmarks,
         }),
         [("seed", seed)],
         models,
@@ -359,11 +314,11 @@ pub async fn run_suite_command(args: &RunArgs, printer: &Printer) -> anyhow::Res
         suite: suite.name.clone(),
         policy: args.policy.clone(),
         condition,
-        choice_mode: args.choice_mode,
+        choice_mode: args.settings.choice_mode,
         temperature: suite.temperature,
         seed,
-        batch_size: args.batch_size,
-        concurrency: args.judge_concurrency,
+        batch_size: args.settings.batch_size,
+        concurrency: args.settings.judge_concurrency,
     };
     printer.status(format!(
         "suite `{}`: {} benchmarks, {n_items} items; policy {}; condition {}",

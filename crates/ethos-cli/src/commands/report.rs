@@ -31,32 +31,14 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
     /// Number of bootstrap resamples for every confidence interval.
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = positive_count)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = super::stats::positive_count)]
     bootstrap: usize,
     /// Number of permutations of the structure analysis's nulls.
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     permutations: usize,
     /// A difference is significant when its Benjamini-Hochberg q-value is below this.
-    #[arg(long, value_name = "Q", default_value_t = 0.05, value_parser = probability)]
+    #[arg(long, value_name = "Q", default_value_t = 0.05, value_parser = super::stats::probability)]
     alpha: f64,
-}
-
-/// Parses a count of at least 1, so that a bad value is a usage error (exit 2).
-fn positive_count(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_string()),
-        Ok(count) => Ok(count),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
-/// Parses a significance threshold in (0, 1].
-fn probability(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value <= 1.0 => Ok(value),
-        Ok(value) => Err(format!("{value} is not in (0, 1]")),
-        Err(err) => Err(err.to_string()),
-    }
 }
 
 /// Builds the report and writes it; prints the written paths on stdout.

@@ -51,7 +51,7 @@ pub enum StatsCommand {
 }
 
 /// Parses a count of at least 1 (`--bootstrap`), so that a bad value is a usage error (exit 2).
-fn positive_count(text: &str) -> Result<usize, String> {
+pub(crate) fn positive_count(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(count) => Ok(count),
@@ -60,7 +60,7 @@ fn positive_count(text: &str) -> Result<usize, String> {
 }
 
 /// Parses a significance threshold in (0, 1] (`--alpha`).
-fn probability(text: &str) -> Result<f64, String> {
+pub(crate) fn probability(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value > 0.0 && value <= 1.0 => Ok(value),
         Ok(value) => Err(format!("{value} is not in (0, 1]")),

@@ -138,53 +138,46 @@ impl ProbeJudge {
     ) -> Result<AnswerDistribution, EvalError> {
         match self.mode {
             ReadMode::Continuations => {
-                let continuations = answers.iter().map(|a| format!("{prefix}{a}")).collect();
-                let scored = self
-                    .model
-                    .continuation_logprobs(&ContinuationRequest { messages, continuations })
-                    .await
-                    .map_err(judge_error)?;
-                if scored.len() != answers.len() {
-                    return Err(EvalError::Run(format!(
-                        "judge scored {} continuations, expected {}",
-                        scored.len(),
-                        answers.len()
-                    )));
-                }
-                let raw: Vec<f64> = scored.iter().map(|s| s.logprob.exp()).collect();
-                let probs = disjoint_probabilities(answers, &raw);
-                let mass = probs.iter().sum();
-                Ok(AnswerDistribution { probs, mass })
+                let mut read = self.distributions(messages, &[(prefix, answers)]).await?;
+                read.pop().ok_or_else(|| EvalError::Run("judge returned no reading".to_string()))
             }
-            ReadMode::TopLogprobs => {
-                let mut messages = messages;
-                if !prefix.is_empty() {
-                    if let Some(last) = messages.last_mut() {
-                        last.content.push_str(&format!("\n\nStart your answer with: {prefix}"));
-                    }
-                }
-                let request = ChatRequest {
-                    messages,
-                    sampling: SamplingParams {
-                        n: 1,
-                        temperature: 0.0,
-                        top_p: 1.0,
-                        max_tokens: 1,
-                        stop: Vec::new(),
-                        seed: 0,
-                        top_logprobs: Some(20),
-                    },
-                };
-                let response = self.model.chat(&request).await.map_err(judge_error)?;
-                let alternatives = response
-                    .choices
-                    .first()
-                    .and_then(|g| g.top_logprobs.as_ref())
-                    .and_then(|tokens| tokens.first())
-                    .ok_or_else(|| EvalError::Run("the judge endpoint returned no top_logprobs".to_string()))?;
-                Ok(top_logprob_distribution(alternatives, answers))
+            ReadMode::TopLogprobs => self.read_top_logprobs(messages, prefix, answers).await,
+        }
+    }
+
+    /// One greedy token's top-20 alternatives, summed per allowed answer.
+    async fn read_top_logprobs(
+        &self,
+        messages: Vec<Message>,
+        prefix: &str,
+        answers: &[String],
+    ) -> Result<AnswerDistribution, EvalError> {
+        let mut messages = messages;
+        if !prefix.is_empty() {
+            if let Some(last) = messages.last_mut() {
+                last.content.push_str(&format!("\n\nStart your answer with: {prefix}"));
             }
         }
+        let request = ChatRequest {
+            messages,
+            sampling: SamplingParams {
+                n: 1,
+                temperature: 0.0,
+                top_p: 1.0,
+                max_tokens: 1,
+                stop: Vec::new(),
+                seed: 0,
+                top_logprobs: Some(20),
+            },
+        };
+        let response = self.model.chat(&request).await.map_err(judge_error)?;
+        let alternatives = response
+            .choices
+            .first()
+            .and_then(|g| g.top_logprobs.as_ref())
+            .and_then(|tokens| tokens.first())
+            .ok_or_else(|| EvalError::Run("the judge endpoint returned no top_logprobs".to_string()))?;
+        Ok(top_logprob_distribution(alternatives, answers))
     }
 
     /// Several questions about one prompt, each a format `prefix` and its allowed answers. With continuations the
@@ -197,7 +190,7 @@ impl ProbeJudge {
         if self.mode == ReadMode::TopLogprobs {
             let mut out = Vec::with_capacity(questions.len());
             for (prefix, answers) in questions {
-                out.push(self.distribution(messages.clone(), prefix, answers).await?);
+                out.push(self.read_top_logprobs(messages.clone(), prefix, answers).await?);
             }
             return Ok(out);
         }
